@@ -1,0 +1,115 @@
+"""The canonizer protocol: reversible, atomic surgery that keeps the model's function.
+
+A canonizer follows zennit's ``Canonizer`` protocol, so it can sit in any zennit composite's
+``canonizers`` list: ``apply(model)`` performs every step and returns the applied steps, each
+with a ``remove()`` that undoes it. On top of zennit it guarantees:
+
+* **function kept**: while applied, the model computes the same outputs (eval mode) up to
+  floating-point rounding; ``canonize.verify`` measures it;
+* **exact restore by identity**: ``remove()`` puts back the very ``Parameter`` and buffer
+  objects that were there before, so ``state_dict``, optimizers built earlier and parameter
+  object identity are untouched, and no instance attribute shadows a parameter;
+* **atomic failure**: if a step raises, the steps already applied are removed before the error
+  propagates, so a failed ``apply`` leaves the model as it was;
+* **nothing silent**: every BatchNorm it cannot fold is listed by name in ``plan(model).unfolded``.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from zennit.canonizers import Canonizer as ZennitCanonizer
+
+
+class SurgeryStep(abc.ABC):
+    """One reversible change to a model: ``register()`` applies it, ``remove()`` undoes it exactly."""
+
+    description: str = ""
+
+    @abc.abstractmethod
+    def register(self) -> None: ...
+
+    @abc.abstractmethod
+    def remove(self) -> None: ...
+
+
+@dataclass
+class CanonizationPlan:
+    """What a canonizer would do to a model, computed without changing it."""
+
+    steps: list[SurgeryStep] = field(default_factory=list)
+    batchnorms: list[str] = field(default_factory=list)
+    folded: list[str] = field(default_factory=list)
+    unfolded: dict[str, str] = field(default_factory=dict)  # name -> why it could not be folded
+
+
+class Canonizer(ZennitCanonizer):
+    """Base class: subclasses implement ``plan``; applying and removing are shared and atomic."""
+
+    name: str = "base"
+
+    @abc.abstractmethod
+    def plan(self, model: nn.Module) -> CanonizationPlan:
+        """Find the surgery for ``model`` without touching it."""
+
+    def apply(self, root_module: nn.Module) -> list[SurgeryStep]:
+        if root_module.training:
+            raise ValueError(
+                f"canonizer {self.name!r}: the model is in train mode; call model.eval() first "
+                "(folded BatchNorm is only equal to the original with running statistics)"
+            )
+        applied: list[SurgeryStep] = []
+        try:
+            for step in self.plan(root_module).steps:
+                step.register()
+                applied.append(step)
+        except BaseException:
+            for step in reversed(applied):
+                step.remove()
+            raise
+        return applied
+
+    def register(self) -> None:  # zennit's abstract per-instance hooks; our steps carry them
+        raise NotImplementedError("apply a Canonizer to a model; its steps register themselves")
+
+    def remove(self) -> None:
+        raise NotImplementedError("remove the steps returned by apply()")
+
+    def copy(self) -> Canonizer:
+        return self
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class NoCanonizer(Canonizer):
+    """Leaves the model as it is (the study file's ``canonizer: none``)."""
+
+    name = "none"
+
+    def plan(self, model: nn.Module) -> CanonizationPlan:
+        names = [n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        return CanonizationPlan(batchnorms=names, unfolded={n: "canonizer 'none' folds nothing" for n in names})
+
+
+def swap_tensor(module: nn.Module, key: str, value: torch.Tensor | None) -> torch.Tensor | None:
+    """Replace a registered parameter or buffer by ``value`` and return the object it held.
+
+    Works on the module's ``_parameters``/``_buffers`` dicts directly, so nothing is ever
+    shadowed in the instance ``__dict__`` and the old object can be put back by identity.
+    """
+    if key in module._parameters:
+        old = module._parameters[key]
+        if value is not None and not isinstance(value, nn.Parameter):
+            requires_grad = old.requires_grad if old is not None else True
+            value = nn.Parameter(value, requires_grad=requires_grad)
+        module._parameters[key] = value  # type: ignore[assignment]
+        return old
+    if key in module._buffers:
+        old = module._buffers[key]
+        module._buffers[key] = value
+        return old
+    raise KeyError(f"{type(module).__name__} has no parameter or buffer {key!r}")

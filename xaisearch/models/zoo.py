@@ -1,0 +1,65 @@
+"""Build a model from its name, class count, input shape and weights (``ModelRef``)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from xaisearch.explain.config import ModelRef
+
+MINI_MODELS = ("mini_vgg",)
+
+
+def available() -> list[str]:
+    """Mini models plus every torchvision classification builder."""
+    import torchvision
+
+    return list(MINI_MODELS) + sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def build_architecture(ref: ModelRef) -> nn.Module:
+    """The randomly initialised architecture ``ref`` names."""
+    if ref.name == "mini_vgg":
+        from xaisearch.models.mini import mini_vgg
+
+        return mini_vgg(num_classes=ref.num_classes, image_size=ref.input_shape[-1])
+    import torchvision
+
+    if ref.name not in torchvision.models.list_models(module=torchvision.models):
+        raise ValueError(f"unknown model {ref.name!r}; use a torchvision classification builder or {MINI_MODELS}")
+    return torchvision.models.get_model(ref.name, weights=None, num_classes=ref.num_classes)
+
+
+def load_state(path: Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """A state dict from a checkpoint: a bare state dict or one under ``model_state``/``state_dict``."""
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    for key in ("model_state", "state_dict"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            return state[key]
+    return state
+
+
+def build_model(ref: ModelRef, base_dir: Path | None = None, device: str | torch.device = "cpu") -> nn.Module:
+    """The model of ``ref`` in eval mode on ``device``, with its weights loaded.
+
+    Relative weight paths are resolved against ``base_dir`` (the config file's folder), then
+    the working directory; other strings name torchvision weights (``IMAGENET1K_V1``).
+    """
+    model = build_architecture(ref)
+    if ref.weights is not None:
+        candidates = [Path(ref.weights)] if base_dir is None else [base_dir / ref.weights, Path(ref.weights)]
+        path = next((p for p in candidates if p.is_file()), None)
+        if path is not None:
+            model.load_state_dict(load_state(path))
+        elif re.fullmatch(r"[A-Z0-9_]+", ref.weights):
+            import torchvision
+
+            model = torchvision.models.get_model(ref.name, weights=ref.weights)
+        else:
+            raise FileNotFoundError(
+                f"model weights {ref.weights!r} not found (looked in {[str(p) for p in candidates]})"
+            )
+    return model.to(device).eval()

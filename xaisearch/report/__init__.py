@@ -1,0 +1,1 @@
+"""Reports: plotly figures, heatmap images and the HTML page of a study."""

@@ -1,0 +1,67 @@
+"""Export a finished trial as a composite config that zennit users load in one call."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import optuna
+
+from xaisearch.errors import InputError
+from xaisearch.explain.config import ExplainerConfig
+from xaisearch.search.objective import CONFIG_ATTR, mean_attr
+from xaisearch.search.study import SEED_NAME_ATTR
+
+WEIGHTS_DIR_ATTR = "weights_dir"
+
+
+def config_of(trial: optuna.trial.FrozenTrial, study: optuna.Study) -> ExplainerConfig:
+    """The trial's config with its scores, study and trial number filled in."""
+    if CONFIG_ATTR not in trial.user_attrs:
+        raise InputError(f"trial {trial.number} of study {study.study_name!r} has no stored config")
+    config = ExplainerConfig.model_validate(trial.user_attrs[CONFIG_ATTR])
+    config.scores = {
+        key.removesuffix(".mean"): value
+        for key, value in trial.user_attrs.items()
+        if key.endswith(".mean") and value is not None
+    }
+    if trial.value is not None:
+        config.scores["objective"] = trial.value
+    config.study, config.trial = study.study_name, trial.number
+    config.versions = dict(study.user_attrs.get("versions", {}))
+    return config
+
+
+def pick_trial(study: optuna.Study, number: int | None = None) -> optuna.trial.FrozenTrial:
+    completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not completed:
+        raise InputError(f"study {study.study_name!r} has no completed trial yet; run or join it first")
+    if number is None:
+        return study.best_trial
+    for trial in completed:
+        if trial.number == number:
+            return trial
+    raise InputError(f"--trial {number}: no completed trial with that number in study {study.study_name!r}")
+
+
+def export_trial(study: optuna.Study, path: Path, number: int | None = None) -> ExplainerConfig:
+    """Write the best (or given) trial's config to ``path``; weights paths stay valid from there."""
+    config = config_of(pick_trial(study, number), study)
+    weights_dir = study.user_attrs.get(WEIGHTS_DIR_ATTR)
+    weights = config.model.weights
+    if weights_dir and weights and not Path(weights).is_absolute():
+        config.model.weights = os.path.relpath(Path(weights_dir) / weights, path.resolve().parent)
+    config.save(path)
+    return config
+
+
+def seed_trials(study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
+    """Completed seed trials by composite name."""
+    return {
+        t.user_attrs[SEED_NAME_ATTR]: t
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if SEED_NAME_ATTR in t.user_attrs
+    }
+
+
+__all__ = ["config_of", "export_trial", "mean_attr", "pick_trial", "seed_trials"]

@@ -1,0 +1,135 @@
+"""The search space: rule choice per layer group, then that rule's parameters (conditional).
+
+Optuna parameter names are ``<group>.rule`` and ``<group>.<param>`` (``low.gamma``), plus
+``first_layer.rule``; a parameter only exists in trials whose rule uses it. Layer groups are
+resolved to module names once, so every sampled config names its layers explicitly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from xaisearch.errors import InputError
+from xaisearch.explain.config import ExplainerConfig, FirstLayerRule, GroupRule, ModelRef
+from xaisearch.explain.groups import depth_groups, first_layer, linear_layers, named_groups
+from xaisearch.spec import FIRST_LAYER_GROUP, StudySpec
+
+SEARCHED_PARAMS: dict[str, tuple[str, ...]] = {"epsilon": ("epsilon",), "gamma": ("gamma",), "alpha_beta": ("alpha",)}
+
+# zennit's standard composites as (conv rule, conv params, dense rule, dense params, first-layer choice)
+_SEED_RECIPES: dict[str, tuple[str, dict[str, float], str, dict[str, float], str]] = {
+    "epsilon_plus": ("zplus", {}, "epsilon", {"epsilon": 1e-6}, FIRST_LAYER_GROUP),
+    "epsilon_plus_flat": ("zplus", {}, "epsilon", {"epsilon": 1e-6}, "flat"),
+    "epsilon_alpha2_beta1": ("alpha_beta", {"alpha": 2.0}, "epsilon", {"epsilon": 1e-6}, FIRST_LAYER_GROUP),
+    "epsilon_alpha2_beta1_flat": ("alpha_beta", {"alpha": 2.0}, "epsilon", {"epsilon": 1e-6}, "flat"),
+    "epsilon_gamma_box": ("gamma", {"gamma": 0.25}, "epsilon", {"epsilon": 1e-6}, "zbox"),
+}
+
+
+@dataclass
+class SearchSpace:
+    spec: StudySpec
+    model_ref: ModelRef
+    canonizer: str
+    groups: dict[str, list[str]]
+    dense_groups: set[str]
+    first_layer: str
+
+    @classmethod
+    def build(cls, spec: StudySpec, model: nn.Module, model_ref: ModelRef, canonizer: str) -> SearchSpace:
+        shape = spec.model.input_shape
+        layer_groups = spec.search_space.layer_groups
+        try:
+            groups = depth_groups(model, shape) if layer_groups == "depth" else named_groups(model, shape, layer_groups)
+        except ValueError as error:
+            raise InputError(f"search_space.layer_groups: {error}") from None
+        declared = spec.search_space.groups
+        for name in declared:
+            if name not in groups:
+                raise InputError(
+                    f"search_space.groups.{name}: this model has no such layer group; its groups are {list(groups)}"
+                )
+        for name in groups:
+            if name not in declared:
+                raise InputError(f"search_space.groups: layer group {name!r} needs a 'rules' list")
+        dense_layers = {n for n, kind in linear_layers(model, shape) if kind == "dense"}
+        dense = {g for g, layers in groups.items() if set(layers) <= dense_layers}
+        return cls(spec, model_ref, canonizer, groups, dense, first_layer(model, shape))
+
+    # -- sampling ---------------------------------------------------------------------------
+    def _grid_values(self, name: str, param: str) -> list[Any] | None:
+        grid = self.spec.sampler.grid
+        return grid.get(name, grid.get(param)) if self.spec.sampler.name == "grid" else None
+
+    def _suggest_params(self, trial, prefix: str, rule: str) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        for param in SEARCHED_PARAMS.get(rule, ()):
+            name = f"{prefix}.{param}"
+            grid = self._grid_values(name, param)
+            if grid is not None:
+                params[param] = trial.suggest_categorical(name, grid)
+            else:
+                bounds = self.spec.search_space.ranges[param]
+                params[param] = trial.suggest_float(name, bounds.low, bounds.high, log=bounds.log)
+        if rule == "zbox":
+            params = {"low": self.spec.data.input_low, "high": self.spec.data.input_high}
+        return params
+
+    def sample(self, trial) -> ExplainerConfig:
+        """The config of one trial (works with any object offering Optuna's ``suggest_*``)."""
+        groups = []
+        for name, layers in self.groups.items():
+            rule = trial.suggest_categorical(f"{name}.rule", self.spec.search_space.groups[name].rules)
+            groups.append(
+                GroupRule(name=name, layers=layers, rule=rule, params=self._suggest_params(trial, name, rule))
+            )
+        choice = trial.suggest_categorical("first_layer.rule", self.spec.search_space.first_layer)
+        first = None
+        if choice != FIRST_LAYER_GROUP:
+            params = self._suggest_params(trial, "first_layer", choice)
+            first = FirstLayerRule(rule=choice, params=params, layer=self.first_layer)
+        return ExplainerConfig(model=self.model_ref, canonizer=self.canonizer, groups=groups, first_layer=first)
+
+    def grid(self) -> dict[str, list[Any]]:
+        """Every parameter's grid values, for ``optuna.samplers.GridSampler``."""
+        space: dict[str, list[Any]] = {}
+        rule_lists = {name: group.rules for name, group in self.spec.search_space.groups.items()}
+        rule_lists["first_layer"] = list(self.spec.search_space.first_layer)
+        for prefix, rules in rule_lists.items():
+            space[f"{prefix}.rule"] = list(rules)
+            for rule in rules:
+                for param in SEARCHED_PARAMS.get(rule, ()):
+                    values = self._grid_values(f"{prefix}.{param}", param)
+                    if values is None:
+                        raise InputError(f"sampler.grid: give values for {param!r} (or '{prefix}.{param}')")
+                    space[f"{prefix}.{param}"] = values
+        return space
+
+    # -- seeds ------------------------------------------------------------------------------
+    def seed_params(self, seed: str) -> tuple[dict[str, Any] | None, str]:
+        """Optuna params that reproduce zennit composite ``seed``, or ``None`` and why not."""
+        conv_rule, conv_params, dense_rule, dense_params, first = _SEED_RECIPES[seed]
+        params: dict[str, Any] = {}
+        for name in self.groups:
+            rule, rule_params = (dense_rule, dense_params) if name in self.dense_groups else (conv_rule, conv_params)
+            if rule not in self.spec.search_space.groups[name].rules:
+                return None, f"group {name!r} does not offer rule {rule!r}"
+            params[f"{name}.rule"] = rule
+            for param, value in rule_params.items():
+                if not self._offers(f"{name}.{param}", param, value):
+                    return None, f"{name}.{param}={value} is outside the search space"
+                params[f"{name}.{param}"] = value
+        if first not in self.spec.search_space.first_layer:
+            return None, f"first_layer does not offer {first!r}"
+        params["first_layer.rule"] = first
+        return params, ""
+
+    def _offers(self, name: str, param: str, value: float) -> bool:
+        grid = self._grid_values(name, param)
+        if grid is not None:
+            return value in grid
+        bounds = self.spec.search_space.ranges[param]
+        return bounds.low <= value <= bounds.high

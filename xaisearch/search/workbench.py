@@ -1,0 +1,80 @@
+"""Everything a worker builds once and reuses for every trial.
+
+The model (canonized per trial by the composite, so the canonizer is applied and removed around
+each explanation), the evaluation batches on the worker's device, the search space with its
+resolved layer groups, and the metric suite with its per-batch cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from xaisearch.canonize.registry import canonizer_name_for
+from xaisearch.errors import InputError
+from xaisearch.explain.config import ExplainerConfig, ModelRef
+from xaisearch.explain.methods import attribute, build_composite
+from xaisearch.metrics.registry import make_metric
+from xaisearch.metrics.suite import EvalBatch, MetricSuite, WeightedMetric
+from xaisearch.models.benchmark import obtain_model
+from xaisearch.search.space import SearchSpace
+from xaisearch.spec import DataSpec, StudySpec
+
+
+def evaluation_batches(data: DataSpec, image_size: int, device: torch.device) -> list[EvalBatch]:
+    """The study's evaluation set (the shapes ``val`` split, disjoint from training data)."""
+    from xaisearch.data.shapes import generate
+
+    scenes = generate(data.n_eval, seed=data.seed, split="val", image_size=image_size)
+    x = torch.from_numpy(scenes.x).to(device)
+    y = torch.from_numpy(scenes.y).to(device)
+    s = torch.from_numpy(scenes.mask(data.ground_truth)).to(device)
+    step = data.batch_size
+    return [EvalBatch(x[i : i + step], y[i : i + step], s[i : i + step]) for i in range(0, len(x), step)]
+
+
+def build_suite(spec: StudySpec) -> MetricSuite:
+    return MetricSuite([WeightedMetric(make_metric(m.name, **m.params), m.weight, m.direction) for m in spec.metrics])
+
+
+@dataclass
+class Workbench:
+    spec: StudySpec
+    device: torch.device
+    model: nn.Module
+    model_ref: ModelRef
+    model_record: dict
+    space: SearchSpace
+    batches: list[EvalBatch]
+    suite: MetricSuite
+
+    @classmethod
+    def prepare(
+        cls,
+        spec: StudySpec,
+        run_dir: Path,
+        device: torch.device,
+        on_train_step: Callable[[int, int, float], None] | None = None,
+    ) -> Workbench:
+        model, ref, record = obtain_model(spec.model, spec.data, run_dir, device, on_train_step)
+        try:
+            canonizer = spec.canonizer or canonizer_name_for(model)
+        except ValueError as error:
+            raise InputError(f"canonizer: {error}") from None
+        space = SearchSpace.build(spec, model, ref, canonizer)
+        batches = evaluation_batches(spec.data, spec.model.input_shape[-1], device)
+        return cls(spec, device, model, ref, record, space, batches, build_suite(spec))
+
+    def explainer(self, config: ExplainerConfig) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        composite = build_composite(config, self.model)
+        return lambda x, y: attribute(self.model, composite, x, y)
+
+    def score(
+        self, config: ExplainerConfig, on_batch: Callable[[int, dict[str, torch.Tensor]], None] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Per-sample scores of every metric of the suite for ``config``."""
+        return self.suite.score(self.model, self.batches, self.explainer(config), on_batch)

@@ -1,0 +1,234 @@
+"""Study files: the validated description of one search.
+
+A study file (YAML) names the model, the data, the canonizer, the search space, the metrics of
+the objective, the sampler, the trial budget and the seed. Every validation error becomes one
+line that names the file and the offending field (``search_space.groups.low.rules[1]``) and
+says what would be accepted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from xaisearch.errors import InputError
+
+Direction = Literal["higher", "lower"]
+RuleName = Literal["epsilon", "gamma", "zplus", "alpha_beta", "flat", "zbox", "pass"]
+FirstLayerChoice = Literal["group", "zbox", "flat", "epsilon", "gamma", "zplus", "alpha_beta"]
+SeedName = Literal[
+    "epsilon_plus", "epsilon_plus_flat", "epsilon_alpha2_beta1", "epsilon_alpha2_beta1_flat", "epsilon_gamma_box"
+]
+SEED_COMPOSITES: tuple[str, ...] = get_args(SeedName)
+FIRST_LAYER_GROUP = "group"  # first-layer choice meaning "no override: use the group's rule"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrainingSpec(_Strict):
+    """How the package trains the model when no weights file is given (seeded, cached)."""
+
+    n_train: int = Field(6000, gt=0)
+    n_test: int = Field(1000, gt=0)
+    epochs: int = Field(6, gt=0)
+    batch_size: int = Field(32, gt=0)
+    learning_rate: float = Field(1e-3, gt=0)
+    seed: int = 0
+    min_accuracy: float = Field(0.8, ge=0, le=1)
+
+
+class ModelSpec(_Strict):
+    name: str = "mini_vgg"
+    num_classes: int = Field(4, gt=0)
+    input_shape: tuple[int, int, int] = (3, 48, 48)
+    weights: str | None = None
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+
+
+class DataSpec(_Strict):
+    name: Literal["shapes"] = "shapes"
+    n_eval: int = Field(64, gt=0)
+    seed: int = 1
+    ground_truth: Literal["target", "all_objects"] = "target"
+    batch_size: int = Field(64, gt=0)
+    input_low: float = 0.0
+    input_high: float = 1.0
+
+    @model_validator(mode="after")
+    def _bounds(self) -> DataSpec:
+        if not self.input_low < self.input_high:
+            raise ValueError("input_low must be below input_high")
+        return self
+
+
+class GroupSpace(_Strict):
+    rules: list[RuleName] = Field(min_length=1)
+
+
+class ParamRange(_Strict):
+    low: float
+    high: float
+    log: bool = True
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ParamRange:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"low must be > 0 on a log scale, got {self.low}")
+        return self
+
+
+def _default_ranges() -> dict[str, ParamRange]:
+    return {
+        "epsilon": ParamRange(low=1e-6, high=1.0),
+        "gamma": ParamRange(low=1e-3, high=10.0),
+        "alpha": ParamRange(low=1.0, high=3.0, log=False),
+    }
+
+
+class SearchSpaceSpec(_Strict):
+    """Rule choices per layer group and the ranges of the rules' parameters.
+
+    ``layer_groups: depth`` splits convolutions into ``low``/``mid``/``high`` by execution depth
+    and puts dense layers in ``dense``; a mapping ``{group: [module names or patterns]}`` names
+    them instead. ``first_layer`` lists rules for the first layer; ``group`` keeps its group's.
+    """
+
+    layer_groups: Literal["depth"] | dict[str, list[str]] = "depth"
+    groups: dict[str, GroupSpace]
+    first_layer: list[FirstLayerChoice] = Field(default_factory=lambda: [FIRST_LAYER_GROUP])
+    ranges: dict[str, ParamRange] = Field(default_factory=_default_ranges)
+
+    @field_validator("ranges")
+    @classmethod
+    def _known_params(cls, ranges: dict[str, ParamRange]) -> dict[str, ParamRange]:
+        for name, bounds in ranges.items():
+            if name not in ("epsilon", "gamma", "alpha"):
+                raise ValueError(f"ranges.{name}: not a searchable parameter; use epsilon, gamma or alpha")
+            if name == "epsilon" and bounds.low <= 0:
+                raise ValueError(f"ranges.epsilon.low must be > 0, got {bounds.low}")
+            if name == "gamma" and bounds.low < 0:
+                raise ValueError(f"ranges.gamma.low must be >= 0, got {bounds.low}")
+            if name == "alpha" and bounds.low < 1:
+                raise ValueError(f"ranges.alpha.low must be >= 1 (beta = alpha - 1 >= 0), got {bounds.low}")
+        return ranges
+
+    @model_validator(mode="after")
+    def _ranges_cover_rules(self) -> SearchSpaceSpec:
+        needs = {"epsilon": "epsilon", "gamma": "gamma", "alpha_beta": "alpha"}
+        used = {rule for group in self.groups.values() for rule in group.rules} | set(self.first_layer)
+        for rule, param in needs.items():
+            if rule in used and param not in self.ranges:
+                raise ValueError(f"rule {rule!r} is searched but ranges.{param} is missing")
+        return self
+
+
+class MetricSpec(_Strict):
+    name: str
+    weight: float = Field(1.0, ge=0)
+    direction: Direction | None = None  # default: the metric's own
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_metric(self) -> MetricSpec:
+        from xaisearch.metrics.registry import make_metric
+
+        make_metric(self.name, **self.params)
+        return self
+
+
+class SamplerSpec(_Strict):
+    name: Literal["tpe", "random", "grid"] = "tpe"
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+
+
+class StudySpec(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    n_trials: int = Field(gt=0)
+    seed: int = 0
+    device: str = "auto"
+    model: ModelSpec
+    data: DataSpec = Field(default_factory=DataSpec)
+    canonizer: str | None = None  # None: the one registered for the model's type
+    search_space: SearchSpaceSpec
+    metrics: list[MetricSpec] = Field(min_length=1)
+    sampler: SamplerSpec = Field(default_factory=SamplerSpec)
+    seeds: list[SeedName] = Field(default_factory=lambda: list(SEED_COMPOSITES))
+
+    @field_validator("canonizer")
+    @classmethod
+    def _known_canonizer(cls, name: str | None) -> str | None:
+        from xaisearch.canonize.registry import available
+
+        if name is not None and name not in available():
+            raise ValueError(f"unknown canonizer {name!r}; choose from {available()} or leave it out")
+        return name
+
+    @model_validator(mode="after")
+    def _weights_positive(self) -> StudySpec:
+        if not any(metric.weight > 0 for metric in self.metrics):
+            raise ValueError("metrics: at least one metric needs a weight > 0")
+        return self
+
+    def content_hash(self) -> str:
+        """Hash of everything that defines the search (not the budget, which may grow)."""
+        data = self.model_dump(mode="json", exclude={"n_trials", "device"})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        elif item not in ("function-after", "function-before") and not str(item).startswith(("literal[", "function")):
+            parts.append(str(item))
+    return ".".join(parts)
+
+
+def one_line_error(source: str, error: ValidationError) -> str:
+    """The first validation error as ``source: field 'a.b[1]': message``."""
+    first = error.errors()[0]
+    field = _location(tuple(first["loc"]))
+    message = str(first["msg"]).removeprefix("Value error, ").replace("Input should be", "should be")
+    if first["type"] == "missing":
+        message = "is required but missing"
+    elif first["type"] == "extra_forbidden":
+        message = "is not a known field (check its spelling)"
+    else:
+        message = f"{message} (got {first.get('input')!r})" if first["type"] != "value_error" else message
+    where = f"field '{field}'" if field else "top level"
+    extra = f" (and {len(error.errors()) - 1} more problems)" if len(error.errors()) > 1 else ""
+    return f"{source}: {where}: {message}{extra}".replace("\n", " ")
+
+
+def parse_spec(data: Any, source: str = "study") -> StudySpec:
+    if not isinstance(data, dict):
+        raise InputError(f"{source}: expected a mapping of study fields at the top level, got {type(data).__name__}")
+    try:
+        return StudySpec.model_validate(data)
+    except ValidationError as error:
+        raise InputError(one_line_error(source, error)) from None
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Read and validate a study file; every problem is an ``InputError`` naming the file and field."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: study file not found; pass the path of a YAML study file such as studies/demo.yaml")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise InputError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', error)}") from None
+    return parse_spec(data, str(path))
