@@ -30,12 +30,97 @@ def run(
     storage: str | None = StorageOption,
     n_trials: int | None = typer.Option(None, "--n-trials", min=1, help="study budget (default: the file's n_trials)"),
     out: Path | None = typer.Option(None, "--out", help="run directory (default: runs/<study name>)"),
+    workers: int = typer.Option(1, "--workers", min=1, help="worker processes on this machine (one per GPU)"),
 ) -> None:
     """Create or resume a study, run its trials, write best_composite.json and report.html."""
     from xaisearch.search.run import run_study
     from xaisearch.spec import load_spec
 
-    run_study(load_spec(study_file), out_dir=out, storage_url=storage, budget=n_trials)
+    run_study(load_spec(study_file), out_dir=out, storage_url=storage, budget=n_trials, workers=workers)
+
+
+@app.command()
+def create(
+    study_file: Path = typer.Argument(..., help="YAML study file"),
+    storage: str = typer.Option(..., "--storage", help="storage URL or journal file path"),
+    out: Path | None = typer.Option(
+        None, "--out", help="run directory for the model checkpoint (default: runs/<name>)"
+    ),
+    n_trials: int | None = typer.Option(None, "--n-trials", min=1, help="study budget (default: the file's n_trials)"),
+) -> None:
+    """Create the study (idempotent): store the spec, train the model if needed, enqueue the seeds."""
+    from xaisearch.search.run import create_study
+    from xaisearch.spec import load_spec
+
+    create_study(load_spec(study_file), out_dir=out, storage_url=storage, budget=n_trials)
+
+
+@app.command()
+def worker(
+    study: str = typer.Option(..., "--study", help="study name"),
+    storage: str = typer.Option(..., "--storage", help="storage URL or journal file path"),
+    devices: str | None = typer.Option(
+        None, "--devices", help="GPU indices, e.g. 0,1 (one process each); cpu,cpu for CPU"
+    ),
+    device: str = typer.Option("auto", "--device", help="device of this single process (auto, cpu, cuda:N)"),
+    n_trials: int | None = typer.Option(None, "--n-trials", min=1, help="at most this many trials per process"),
+    heartbeat_interval: int = typer.Option(60, "--heartbeat-interval", min=1, help="seconds (RDB storages)"),
+    grace_period: int = typer.Option(180, "--grace-period", min=1, help="seconds without heartbeat before a retry"),
+    artifact_dir: str | None = typer.Option(
+        None, "--artifact-dir", help="heatmap store: a shared folder or s3://bucket"
+    ),
+    run_dir: Path | None = typer.Option(
+        None, "--run-dir", help="folder with the model checkpoint (default: from the study)"
+    ),
+) -> None:
+    """Join a study and run trials until its budget is reached (one process per device)."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if grace_period < 2 * heartbeat_interval:
+        from xaisearch.errors import InputError
+
+        raise InputError(
+            f"--grace-period {grace_period}: must be at least twice --heartbeat-interval ({heartbeat_interval})"
+        )
+    from xaisearch.search.storage import Heartbeat
+
+    passed = [
+        "--study",
+        study,
+        "--storage",
+        storage,
+        "--heartbeat-interval",
+        str(heartbeat_interval),
+        "--grace-period",
+        str(grace_period),
+    ]
+    passed += ["--n-trials", str(n_trials)] if n_trials else []
+    passed += ["--artifact-dir", artifact_dir] if artifact_dir else []
+    passed += ["--run-dir", str(run_dir)] if run_dir else []
+    if devices:  # one child process per device, watched (CUDA_VISIBLE_DEVICES set per child)
+        from xaisearch.search.launcher import launch_workers, parse_devices
+        from xaisearch.search.study import load_existing_study, study_budget, trials_to_start
+
+        joined = load_existing_study(study, storage)
+        budget = study_budget(joined)
+        launch_workers(
+            study, storage, parse_devices(devices), passed, budget_reached=lambda: trials_to_start(joined, budget) <= 0
+        )
+        return
+    from xaisearch.search.worker import WorkerOptions, run_worker
+
+    run_worker(
+        WorkerOptions(
+            study,
+            storage,
+            device,
+            n_trials,
+            Heartbeat(heartbeat_interval, grace_period),
+            artifact_dir,
+            run_dir,
+        )
+    )
 
 
 @app.command()
@@ -43,24 +128,10 @@ def status(
     study: str = typer.Option(..., "--study", help="study name"),
     storage: str = typer.Option(..., "--storage", help="storage URL or journal file path"),
 ) -> None:
-    """Trials by state and the best values of a study."""
-    from collections import Counter
+    """Trials by state, the best values, and running trials with their worker and age."""
+    from xaisearch.search.status import print_status
 
-    from rich.console import Console
-
-    from xaisearch.search.study import load_existing_study
-
-    loaded = load_existing_study(study, storage)
-    console = Console()
-    counts = Counter(t.state.name for t in loaded.get_trials(deepcopy=False))
-    console.print(f"study {study}: " + ", ".join(f"{n} {state.lower()}" for state, n in sorted(counts.items())))
-    completed = [t for t in loaded.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-    if completed:
-        best = loaded.best_trial
-        console.print(f"best trial #{best.number}: objective {best.value:.4f}")
-        for key, value in sorted(best.user_attrs.items()):
-            if key.endswith(".mean") and value is not None:
-                console.print(f"  {key.removesuffix('.mean')}: {value:.4f}")
+    print_status(study, storage)
 
 
 @app.command()
@@ -76,6 +147,19 @@ def export(
 
     config = export_trial(load_existing_study(study, storage), output, trial)
     typer.echo(f"wrote {output} (trial {config.trial}, objective {config.scores.get('objective', float('nan')):.4f})")
+
+
+@app.command()
+def dashboard(
+    storage: str = typer.Option(..., "--storage", help="storage URL or journal file path"),
+    artifact_dir: Path | None = typer.Option(None, "--artifact-dir", help="the heatmap folder the workers write to"),
+    host: str = typer.Option("127.0.0.1", "--host", help="bind address (the dashboard has no authentication)"),
+    port: int = typer.Option(8080, "--port", min=1, max=65535),
+) -> None:
+    """Start optuna-dashboard on the study storage, with the trials' heatmaps."""
+    from xaisearch.search.dashboard import serve
+
+    serve(storage, artifact_dir, host, port)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -145,8 +145,23 @@ class MetricSpec(_Strict):
 
 
 class SamplerSpec(_Strict):
-    name: Literal["tpe", "random", "grid"] = "tpe"
+    name: Literal["tpe", "random", "grid", "nsga2"] = "tpe"
     grid: dict[str, list[Any]] = Field(default_factory=dict)
+
+
+class ObjectiveSpec(_Strict):
+    """``weighted``: one scalar (maximised), optionally pruned per evaluation batch (Wilcoxon).
+    ``multi``: one objective per metric in ``metrics`` (default: all), a Pareto front, no pruning."""
+
+    type: Literal["weighted", "multi"] = "weighted"
+    pruner: Literal["none", "wilcoxon"] = "none"
+    metrics: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _pruning_is_scalar(self) -> ObjectiveSpec:
+        if self.type == "multi" and self.pruner != "none":
+            raise ValueError("pruning needs the weighted objective; Optuna cannot prune multi-objective trials")
+        return self
 
 
 class StudySpec(_Strict):
@@ -160,6 +175,8 @@ class StudySpec(_Strict):
     search_space: SearchSpaceSpec
     metrics: list[MetricSpec] = Field(min_length=1)
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
+    objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
+    n_heatmaps: int = Field(4, ge=0, le=64)  # heatmap artifacts per trial (fixed evaluation images)
     seeds: list[SeedName] = Field(default_factory=lambda: list(SEED_COMPOSITES))
 
     @field_validator("canonizer")
@@ -175,6 +192,10 @@ class StudySpec(_Strict):
     def _weights_positive(self) -> StudySpec:
         if not any(metric.weight > 0 for metric in self.metrics):
             raise ValueError("metrics: at least one metric needs a weight > 0")
+        names = [metric.name for metric in self.metrics]
+        for index, name in enumerate(self.objective.metrics):
+            if name not in names:
+                raise ValueError(f"objective.metrics[{index}]: {name!r} is not in this study's metrics {names}")
         return self
 
     def content_hash(self) -> str:

@@ -95,8 +95,9 @@ def test_none_canonizer_reports_every_bn_as_unfolded():
 
 def test_model_state_survives_many_attributions(random_bn_vgg):
     """Parameters, state_dict and an optimizer built before attributions stay intact."""
-    from xaisearch.explain.methods import attribute
     from zennit.composites import EpsilonGammaBox
+
+    from xaisearch.explain.methods import attribute
 
     optimizer = torch.optim.SGD(random_bn_vgg.parameters(), lr=0.1)
     identities, state = _snapshot(random_bn_vgg)

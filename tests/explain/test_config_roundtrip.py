@@ -32,8 +32,12 @@ def test_json_round_trip_reproduces_attributions_bit_for_bit(random_bn_vgg, scen
     x, y = torch.from_numpy(scenes.x), torch.from_numpy(scenes.y)
     config = config_for(
         random_bn_vgg,
-        {"low": ("gamma", {"gamma": 0.3}), "mid": ("alpha_beta", {"alpha": 2.5}), "high": ("zplus", {}),
-         "dense": ("epsilon", {"epsilon": 0.01})},
+        {
+            "low": ("gamma", {"gamma": 0.3}),
+            "mid": ("alpha_beta", {"alpha": 2.5}),
+            "high": ("zplus", {}),
+            "dense": ("epsilon", {"epsilon": 0.01}),
+        },
         first=("zbox", {"low": 0.0, "high": 1.0}),
     )
     trial_attributions = explain(config, random_bn_vgg, x, y)
@@ -48,7 +52,9 @@ def test_json_round_trip_reproduces_attributions_bit_for_bit(random_bn_vgg, scen
 
 def test_model_from_config_loads_the_named_weights(random_bn_vgg, tmp_path):
     torch.save(random_bn_vgg.state_dict(), tmp_path / "weights.pt")
-    config = config_for(random_bn_vgg, {g: ("epsilon", {}) for g in ("low", "mid", "high", "dense")}, weights="weights.pt")
+    config = config_for(
+        random_bn_vgg, {g: ("epsilon", {}) for g in ("low", "mid", "high", "dense")}, weights="weights.pt"
+    )
     path = config.save(tmp_path / "composite.json")
     rebuilt = xaisearch.model_from_config(path)
     x = torch.rand(2, 3, 48, 48)
@@ -60,8 +66,11 @@ def test_model_from_config_loads_the_named_weights(random_bn_vgg, tmp_path):
     [
         (lambda c: EpsilonPlus(canonizers=c), ("zplus", {}), None),
         (lambda c: EpsilonAlpha2Beta1Flat(canonizers=c), ("alpha_beta", {"alpha": 2.0}), ("flat", {})),
-        (lambda c: EpsilonGammaBox(low=0.0, high=1.0, canonizers=c), ("gamma", {"gamma": 0.25}),
-         ("zbox", {"low": 0.0, "high": 1.0})),
+        (
+            lambda c: EpsilonGammaBox(low=0.0, high=1.0, canonizers=c),
+            ("gamma", {"gamma": 0.25}),
+            ("zbox", {"low": 0.0, "high": 1.0}),
+        ),
     ],
 )
 def test_seed_configs_equal_zennits_own_composites(random_bn_vgg, scenes, zennit_composite, conv_rule, first):

@@ -106,7 +106,12 @@ def test_pixel_flipping_memory_budget_does_not_change_results():
 
 @pytest.mark.parametrize(
     "name, params",
-    [("relevance_mass_accuracy", {}), ("relevance_rank_accuracy", {}), ("sparseness", {}), ("pixel_flipping", {"steps": 4})],
+    [
+        ("relevance_mass_accuracy", {}),
+        ("relevance_rank_accuracy", {}),
+        ("sparseness", {}),
+        ("pixel_flipping", {"steps": 4}),
+    ],
 )
 def test_metrics_never_change_their_inputs(name, params):
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2))

@@ -75,7 +75,8 @@ def test_a_changed_study_file_is_not_mixed_into_an_existing_study(tiny_study, wr
 def test_unknown_study_is_a_one_line_error(tmp_path, capsys):
     journal = tmp_path / "empty.journal"
     optuna.create_study(
-        study_name="other", storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+        study_name="other",
+        storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal))),
     )
     assert main(["status", "--study", "missing", "--storage", str(journal)]) == 2
     assert "study 'missing' not found" in capsys.readouterr().err

@@ -35,9 +35,13 @@ def obtain_model(
     run_dir: Path,
     device: torch.device,
     on_step: Callable[[int, int, float], None] | None = None,
+    allow_training: bool = True,
 ) -> tuple[nn.Module, ModelRef, dict]:
     """The study's model in eval mode on ``device``, the ``ModelRef`` configs should name, and
-    a record of how it was obtained (``trained``, accuracy, seconds)."""
+    a record of how it was obtained (``trained``, accuracy, seconds).
+
+    Workers pass ``allow_training=False``: they must all explain the same weights, so only the
+    coordinator (``run``/``create``) trains, and workers load its checkpoint."""
     ref = ModelRef(name=model_spec.name, num_classes=model_spec.num_classes, input_shape=model_spec.input_shape)
     if model_spec.weights is not None:
         ref.weights = model_spec.weights
@@ -56,6 +60,11 @@ def obtain_model(
         record = json.loads(record_path.read_text())
         if record.get("recipe") == wanted:
             return build_model(ref, base_dir=run_dir, device=device), ref, {**record, "trained": False}
+    if not allow_training:
+        raise InputError(
+            f"model.weights: no trained checkpoint for this study in {run_dir}; run 'xaisearch create' (it trains "
+            "the model) and give workers the same run directory, or name model.weights in the study file"
+        )
     model, record = train_mini_model(model_spec, device, on_step)
     run_dir.mkdir(parents=True, exist_ok=True)
     temporary = checkpoint.with_suffix(".tmp")

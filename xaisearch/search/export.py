@@ -10,9 +10,7 @@ import optuna
 from xaisearch.errors import InputError
 from xaisearch.explain.config import ExplainerConfig
 from xaisearch.search.objective import CONFIG_ATTR, mean_attr
-from xaisearch.search.study import SEED_NAME_ATTR
-
-WEIGHTS_DIR_ATTR = "weights_dir"
+from xaisearch.search.study import SEED_NAME_ATTR, WEIGHTS_DIR_ATTR, study_spec
 
 
 def config_of(trial: optuna.trial.FrozenTrial, study: optuna.Study) -> ExplainerConfig:
@@ -25,11 +23,29 @@ def config_of(trial: optuna.trial.FrozenTrial, study: optuna.Study) -> Explainer
         for key, value in trial.user_attrs.items()
         if key.endswith(".mean") and value is not None
     }
-    if trial.value is not None:
-        config.scores["objective"] = trial.value
+    if trial.values is not None and len(trial.values) == 1:
+        config.scores["objective"] = trial.values[0]
     config.study, config.trial = study.study_name, trial.number
     config.versions = dict(study.user_attrs.get("versions", {}))
     return config
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    """The best trial; for a multi-objective study, the Pareto-optimal trial with the best
+    weighted objective of the study file's metric weights."""
+    if len(study.directions) == 1:
+        return study.best_trial
+    from xaisearch.metrics.objective import weighted_objective
+    from xaisearch.search.workbench import build_suite
+
+    entries = build_suite(study_spec(study)).entries
+
+    def weighted(trial: optuna.trial.FrozenTrial) -> float:
+        means = {e.metric.name: trial.user_attrs.get(mean_attr(e.metric.name)) or float("nan") for e in entries}
+        value = weighted_objective(means, entries)
+        return value if value == value else float("-inf")
+
+    return max(study.best_trials, key=weighted)
 
 
 def pick_trial(study: optuna.Study, number: int | None = None) -> optuna.trial.FrozenTrial:
@@ -37,7 +53,7 @@ def pick_trial(study: optuna.Study, number: int | None = None) -> optuna.trial.F
     if not completed:
         raise InputError(f"study {study.study_name!r} has no completed trial yet; run or join it first")
     if number is None:
-        return study.best_trial
+        return best_trial(study)
     for trial in completed:
         if trial.number == number:
             return trial
@@ -64,4 +80,4 @@ def seed_trials(study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
     }
 
 
-__all__ = ["config_of", "export_trial", "mean_attr", "pick_trial", "seed_trials"]
+__all__ = ["best_trial", "config_of", "export_trial", "pick_trial", "seed_trials"]

@@ -1,8 +1,14 @@
-"""The Optuna objective: sample a config, explain, score, record, return the weighted value."""
+"""The Optuna objective: sample a config, explain, score, record, return the value(s).
+
+Scalar form: the weighted objective of ``metrics.objective`` (maximised), reported per
+evaluation batch so a pruner (Wilcoxon) can stop a hopeless trial early. Multi-objective form:
+one mean per metric, with directions from the metrics (no pruning: Optuna has none for it).
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -11,6 +17,7 @@ from xaisearch.metrics.suite import summary
 from xaisearch.search.workbench import Workbench
 
 CONFIG_ATTR = "config"
+WORKER_ATTR = "worker"
 
 
 def mean_attr(metric: str) -> str:
@@ -24,15 +31,31 @@ def sem_attr(metric: str) -> str:
 class Objective:
     """Callable for ``study.optimize``; holds the worker's workbench across trials."""
 
-    def __init__(self, bench: Workbench) -> None:
+    def __init__(
+        self,
+        bench: Workbench,
+        on_batch: Callable[[int, int], None] | None = None,
+        worker: str = "",
+        artifact_store=None,
+    ) -> None:
         self.bench = bench
+        self.on_batch = on_batch  # (batches done, batches total): progress of one trial's evaluation
+        self.worker = worker
+        self.artifact_store = artifact_store
 
-    def __call__(self, trial) -> float:
+    @property
+    def multi_objective(self) -> bool:
+        return self.bench.spec.objective.type == "multi"
+
+    def __call__(self, trial) -> float | tuple[float, ...]:
+        if self.worker:
+            trial.set_user_attr(WORKER_ATTR, self.worker)
         config = self.bench.space.sample(trial)
         config.study = trial.study.study_name
         config.trial = trial.number
         trial.set_user_attr(CONFIG_ATTR, config.model_dump(mode="json"))
-        scores = self.bench.score(config)
+        explain = self.bench.explainer(config)
+        scores = self.bench.suite.score(self.bench.model, self.bench.batches, explain, self._reporter(trial))
         means: dict[str, float] = {}
         for name, values in scores.items():
             mean, sem = summary(values)
@@ -40,5 +63,38 @@ class Objective:
             trial.set_user_attr(mean_attr(name), mean if math.isfinite(mean) else None)
             trial.set_user_attr(sem_attr(name), sem if math.isfinite(sem) else None)
             trial.set_user_attr(f"{name}.nan_fraction", float(torch.isnan(values).float().mean()))
+        if self.artifact_store is not None and self.bench.spec.n_heatmaps > 0:
+            from xaisearch.search.artifacts import upload_heatmaps
+
+            batch = self.bench.batches[0]
+            count = self.bench.spec.n_heatmaps
+            upload_heatmaps(trial, self.artifact_store, batch.x[:count], explain(batch.x[:count], batch.y[:count]))
+        if self.multi_objective:
+            return tuple(means[name] for name in self.bench.objective_metrics())
         # a NaN objective makes Optuna fail the trial (e.g. an exploding rule): never a fake score
         return weighted_objective(means, self.bench.suite.entries)
+
+    def _reporter(self, trial) -> Callable[[int, dict[str, torch.Tensor]], None]:
+        total = len(self.bench.batches)
+        prune = self.bench.spec.objective.pruner != "none" and not self.multi_objective
+
+        def report(index: int, scores: dict[str, torch.Tensor]) -> None:
+            if self.on_batch is not None:
+                self.on_batch(index + 1, total)
+            if not prune:
+                return
+            size = len(self.bench.batches[index].x)
+            batch_means = {name: summary(values[-size:])[0] for name, values in scores.items()}
+            value = weighted_objective(batch_means, self.bench.suite.entries)
+            if math.isfinite(value):
+                trial.report(value, step=index)  # step = the fixed evaluation batch (Wilcoxon pairs by it)
+            if index + 1 < total and trial.should_prune():
+                import optuna
+
+                running = {name: summary(values)[0] for name, values in scores.items()}
+                trial.set_user_attr("pruned_after_batches", index + 1)
+                raise optuna.TrialPruned(
+                    f"pruned after {index + 1} batches at {weighted_objective(running, self.bench.suite.entries):.4f}"
+                )
+
+        return report

@@ -1,4 +1,8 @@
-"""The main job: prepare a worker, run (or resume) the study, export the best config, report."""
+"""The main job: create or resume the study, run its trials, export the best config, report.
+
+``workers=1`` runs the trials in this process with progress bars; ``workers=K`` starts K worker
+processes (``xaisearch worker``) on the same storage and watches them (``launcher``).
+"""
 
 from __future__ import annotations
 
@@ -13,21 +17,24 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from xaisearch.devices import resolve_device
-from xaisearch.search.export import WEIGHTS_DIR_ATTR, config_of, export_trial, seed_trials
+from xaisearch.search.export import best_trial, config_of, export_trial, seed_trials
 from xaisearch.search.objective import Objective, mean_attr
+from xaisearch.search.storage import mask_password, refuse_concurrent_sqlite
 from xaisearch.search.study import (
     SEED_NAME_ATTR,
+    completed_trials,
     default_storage_url,
-    finished_trials,
-    mask_password,
     open_study,
+    study_budget,
+    trials_to_start,
 )
 from xaisearch.search.workbench import Workbench
+from xaisearch.search.worker import run_trials
 from xaisearch.spec import StudySpec
 
 BEST_CONFIG_NAME = "best_composite.json"
 REPORT_NAME = "report.html"
-FINISHED_STATES = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
+ARTIFACTS_NAME = "artifacts"
 
 
 @dataclass
@@ -65,9 +72,8 @@ def prepare_workbench(spec: StudySpec, run_dir: Path, console: Console) -> Workb
     record = bench.model_record
     if "test_accuracy" in record:
         how = "trained" if record.get("trained") else "loaded cached"
-        console.print(
-            f"model {spec.model.name}: {how} checkpoint, held-out accuracy {record['test_accuracy']:.1%} on {device}"
-        )
+        accuracy = record["test_accuracy"]
+        console.print(f"model {spec.model.name}: {how} checkpoint, held-out accuracy {accuracy:.1%} on {device}")
     console.print(
         f"canonizer {bench.space.canonizer}; layer groups "
         + ", ".join(f"{g} ({len(layers)})" for g, layers in bench.space.groups.items())
@@ -76,47 +82,104 @@ def prepare_workbench(spec: StudySpec, run_dir: Path, console: Console) -> Workb
     return bench
 
 
-def optimise(study: optuna.Study, bench: Workbench, budget: int, console: Console) -> int:
-    """Run trials until ``budget`` trials of the study are finished (by any worker)."""
-    remaining = budget - len(finished_trials(study))
+def _best_info(study: optuna.Study) -> str:
+    if len(study.directions) > 1 or not completed_trials(study):
+        return f"{len(completed_trials(study))} done"
+    return f"best {study.best_value:.4f}"
+
+
+def optimise_here(study: optuna.Study, bench: Workbench, console: Console, artifact_store=None) -> int:
+    """Run trials in this process until the study's budget is reached."""
+    budget = study_budget(study)
+    remaining = trials_to_start(study, budget)
     if remaining <= 0:
-        console.print(f"study {study.study_name!r} already has its {budget} finished trials; nothing to run")
+        console.print(f"study {study.study_name!r} already has its {budget} completed trials; nothing to run")
         return 0
     with _progress(console) as progress:
         task = progress.add_task("trials", total=remaining, info="")
+        evaluation = progress.add_task("  evaluating", total=len(bench.batches), info="batches")
+
+        def on_batch(done: int, total: int) -> None:
+            progress.update(evaluation, completed=done, total=total)
 
         def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-            best = study.best_value if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) else None
-            info = f"best {best:.4f}" if best is not None else ""
-            progress.update(task, advance=1, info=info)
+            progress.update(task, advance=1, info=_best_info(study))
 
-        study.optimize(
-            Objective(bench),
-            n_trials=remaining,
-            callbacks=[optuna.study.MaxTrialsCallback(budget, states=FINISHED_STATES), on_trial],
-            catch=(RuntimeError, FloatingPointError),
-            gc_after_trial=False,
-        )
-    return remaining
+        from xaisearch.search.worker import worker_id
+
+        objective = Objective(bench, on_batch, worker=worker_id(), artifact_store=artifact_store)
+        return run_trials(study, objective, on_trial=on_trial)
+
+
+def optimise_with_workers(
+    study: optuna.Study, storage_url: str, run_dir: Path, workers: int, console: Console, artifact_dir: Path
+) -> int:
+    """Start ``workers`` worker processes and show the study's progress until they finish."""
+    import threading
+
+    from xaisearch.search.launcher import launch_workers
+
+    budget = study_budget(study)
+    before = len(completed_trials(study))
+    if trials_to_start(study, budget) <= 0:
+        console.print(f"study {study.study_name!r} already has its {budget} completed trials; nothing to run")
+        return 0
+    args = [
+        "--study",
+        study.study_name,
+        "--storage",
+        storage_url,
+        "--run-dir",
+        str(run_dir),
+        "--artifact-dir",
+        str(artifact_dir),
+    ]
+    finished = threading.Event()
+    with _progress(console) as progress:
+        task = progress.add_task(f"trials ({workers} workers)", total=budget, completed=before, info="")
+
+        def watch() -> None:
+            while not finished.wait(1.0):
+                progress.update(task, completed=len(completed_trials(study)), info=_best_info(study))
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            deaths = launch_workers(
+                study.study_name,
+                storage_url,
+                ["cpu"] * workers
+                if not torch.cuda.is_available()
+                else [str(i % torch.cuda.device_count()) for i in range(workers)],
+                args,
+                budget_reached=lambda: trials_to_start(study, budget) <= 0,
+            )
+        finally:
+            finished.set()
+            watcher.join()
+        progress.update(task, completed=len(completed_trials(study)), info=_best_info(study))
+    if deaths:
+        console.print(f"[yellow]{deaths} worker(s) died; their running trials were re-enqueued[/yellow]")
+    return len(completed_trials(study)) - before
 
 
 def comparison_table(study: optuna.Study, metric_names: list[str]) -> tuple[list[str], list[list[str]], str | None]:
     """Header and rows of best trial vs every seed; also the best seed's name."""
     seeds = seed_trials(study)
-    best = study.best_trial
+    best = best_trial(study)
     header = ["configuration", "trial", "objective"] + metric_names
 
     def row(label: str, trial: optuna.trial.FrozenTrial) -> list[str]:
-        cells = [label, str(trial.number), f"{trial.value:.4f}"]
+        objective = ", ".join(f"{v:.4f}" for v in trial.values)
+        cells = [label, str(trial.number), objective]
         for name in metric_names:
             value = trial.user_attrs.get(mean_attr(name))
             cells.append("nan" if value is None or not math.isfinite(value) else f"{value:.4f}")
         return cells
 
-    rows = [row("best", best)]
-    rows += [row(f"seed {name}", trial) for name, trial in sorted(seeds.items(), key=lambda kv: -kv[1].value)]
-    best_seed = max(seeds, key=lambda name: seeds[name].value) if seeds else None
-    return header, rows, best_seed
+    ranked = sorted(seeds.items(), key=lambda kv: -kv[1].values[0])
+    rows = [row("best", best)] + [row(f"seed {name}", trial) for name, trial in ranked]
+    return header, rows, ranked[0][0] if ranked else None
 
 
 def heatmap_gallery(bench: Workbench, study: optuna.Study, best_seed: str | None, n_images: int = 6):
@@ -125,7 +188,7 @@ def heatmap_gallery(bench: Workbench, study: optuna.Study, best_seed: str | None
     batch = bench.batches[0]
     x, y = batch.x[:n_images], batch.y[:n_images]
     rows = [("input", [png_data_uri(image_rgb(image)) for image in x])]
-    chosen = [("best trial", study.best_trial)]
+    chosen = [("best trial", best_trial(study))]
     if best_seed is not None:
         chosen.append((f"best seed ({best_seed})", seed_trials(study)[best_seed]))
     for label, trial in chosen:
@@ -134,28 +197,11 @@ def heatmap_gallery(bench: Workbench, study: optuna.Study, best_seed: str | None
     return rows
 
 
-def run_study(
-    spec: StudySpec,
-    out_dir: Path | None = None,
-    storage_url: str | None = None,
-    budget: int | None = None,
-    console: Console | None = None,
-) -> RunOutcome:
-    console = console or Console(width=None if Console().is_terminal else 120)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    torch.manual_seed(spec.seed)
-    run_dir = out_dir or Path("runs") / spec.name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    storage_url = storage_url or default_storage_url(run_dir)
-    bench = prepare_workbench(spec, run_dir, console)
-    study, skipped = open_study(spec, storage_url, bench.space)
-    for line in skipped:
-        console.print(f"[yellow]{line}[/yellow]")
-    if WEIGHTS_DIR_ATTR not in study.user_attrs:
-        study.set_user_attr(WEIGHTS_DIR_ATTR, str(run_dir.resolve()))
-    budget = budget or spec.n_trials
-    console.print(f"study {spec.name!r} on {mask_password(storage_url)}: budget {budget} trials")
-    ran = optimise(study, bench, budget, console)
+def summarise(
+    study: optuna.Study, bench: Workbench, run_dir: Path, console: Console
+) -> tuple[Path, Path, bool, str | None]:
+    """Export the best config, print best vs seeds, write the report."""
+    from xaisearch.report.html import write_report
 
     best_path = run_dir / BEST_CONFIG_NAME
     export_trial(study, best_path)
@@ -164,15 +210,58 @@ def run_study(
     for cells in rows:
         table.add_row(*cells)
     console.print(table)
-    best = study.best_trial
+    best = best_trial(study)
     best_is_seed = SEED_NAME_ATTR in best.user_attrs
     if best_is_seed:
         console.print(f"a seed won: zennit's {best.user_attrs[SEED_NAME_ATTR]} is the best configuration found")
-    elif best_seed is not None:
+    elif best_seed is not None and len(study.directions) == 1:
         margin = best.value - seed_trials(study)[best_seed].value
         console.print(f"best trial #{best.number} beats every seed composite (best seed {best_seed} by {margin:+.4f})")
-    from xaisearch.report.html import write_report
-
     report = write_report(study, run_dir / REPORT_NAME, (header, rows), heatmap_gallery(bench, study, best_seed))
     console.print(f"wrote {best_path} and {report}")
+    return best_path, report, best_is_seed, best_seed
+
+
+def create_study(
+    spec: StudySpec,
+    out_dir: Path | None = None,
+    storage_url: str | None = None,
+    budget: int | None = None,
+    console: Console | None = None,
+) -> tuple[optuna.Study, Workbench, Path, str]:
+    """Prepare the model (train once if needed) and create or resume the study; idempotent."""
+    console = console or Console(width=None if Console().is_terminal else 120)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    torch.manual_seed(spec.seed)
+    run_dir = out_dir or Path("runs") / spec.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    storage_url = storage_url or default_storage_url(run_dir)
+    bench = prepare_workbench(spec, run_dir, console)
+    study, skipped = open_study(spec, storage_url, bench.space, budget, run_dir, bench.directions())
+    for line in skipped:
+        console.print(f"[yellow]{line}[/yellow]")
+    console.print(f"study {spec.name!r} on {mask_password(storage_url)}: budget {study_budget(study)} trials")
+    return study, bench, run_dir, storage_url
+
+
+def run_study(
+    spec: StudySpec,
+    out_dir: Path | None = None,
+    storage_url: str | None = None,
+    budget: int | None = None,
+    console: Console | None = None,
+    workers: int = 1,
+) -> RunOutcome:
+    console = console or Console(width=None if Console().is_terminal else 120)
+    if storage_url is not None:
+        refuse_concurrent_sqlite(storage_url, workers)
+    study, bench, run_dir, storage_url = create_study(spec, out_dir, storage_url, budget, console)
+    artifact_dir = run_dir / ARTIFACTS_NAME
+    if workers > 1:
+        ran = optimise_with_workers(study, storage_url, run_dir, workers, console, artifact_dir)
+    else:
+        from xaisearch.search.artifacts import open_artifact_store
+
+        ran = optimise_here(study, bench, console, open_artifact_store(artifact_dir))
+    best_path, report, best_is_seed, best_seed = summarise(study, bench, run_dir, console)
     return RunOutcome(study, run_dir, best_path, report, ran, best_is_seed, best_seed)

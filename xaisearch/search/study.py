@@ -1,10 +1,15 @@
-"""Storages, samplers and the study itself: create or resume, store the spec, enqueue seeds."""
+"""The study in the storage: created once from a spec, then joined by any number of workers.
+
+Everything a worker needs lives in the study's user attributes: the validated spec and its hash,
+the trial budget (study-wide), where the model weights are, and whether the seed composites were
+enqueued. Workers are therefore stateless: ``load_study`` + ``study_spec`` is all they read.
+"""
 
 from __future__ import annotations
 
 import json
-import re
 import warnings
+import zlib
 from importlib import metadata
 from pathlib import Path
 
@@ -12,57 +17,35 @@ import optuna
 
 from xaisearch.errors import InputError
 from xaisearch.search.space import SearchSpace
+from xaisearch.search.storage import Heartbeat, mask_password, open_storage
 from xaisearch.spec import StudySpec
 
 SPEC_ATTR = "spec"
 SPEC_HASH_ATTR = "spec_hash"
+BUDGET_ATTR = "n_trials"
+WEIGHTS_DIR_ATTR = "weights_dir"
 SEEDS_ATTR = "seeds_enqueued"
 SEED_NAME_ATTR = "seed_composite"
 JOURNAL_NAME = "optuna.journal"
-_PASSWORD = re.compile(r"(://[^:/@]+:)([^@]+)(@)")
-
-
-def mask_password(url: str) -> str:
-    """``postgresql+psycopg2://user:secret@host/db`` → ``postgresql+psycopg2://user:***@host/db``."""
-    return _PASSWORD.sub(r"\1***\3", url)
+BUDGET_STATES = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
 def default_storage_url(run_dir: Path) -> str:
     return str(run_dir / JOURNAL_NAME)
 
 
-def open_storage(url: str):
-    """An Optuna storage for ``url``: a journal file path (default), ``sqlite:///`` or PostgreSQL."""
-    if "://" not in url:
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
-
-        path = Path(url)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
-    scheme = url.split("://", 1)[0]
-    if scheme.startswith("sqlite"):
-        return optuna.storages.RDBStorage(url)
-    if scheme.startswith("postgresql"):
-        engine = {"pool_size": 2, "max_overflow": 2, "pool_pre_ping": True}
-        try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine)
-        except Exception as error:  # driver or connection problems: one line, password masked
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise InputError(f"storage {mask_password(url)}: {mask_password(reason)}") from None
-    raise InputError(
-        f"storage {mask_password(url)}: unsupported URL; use a journal file path, sqlite:/// or postgresql+psycopg2://"
-    )
-
-
-def make_sampler(spec: StudySpec, space: SearchSpace) -> optuna.samplers.BaseSampler:
+def make_sampler(spec: StudySpec, space: SearchSpace, worker: str = "") -> optuna.samplers.BaseSampler:
+    """The spec's sampler; each worker gets its own seed so parallel workers do not propose the same point."""
+    seed = spec.seed if not worker else (spec.seed * 1_000_003 + zlib.crc32(worker.encode())) % 2**31
     if spec.sampler.name == "random":
-        return optuna.samplers.RandomSampler(seed=spec.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
+    if spec.sampler.name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
     if spec.sampler.name == "grid":
-        return optuna.samplers.GridSampler(space.grid(), seed=spec.seed)
+        return optuna.samplers.GridSampler(space.grid(), seed=seed)
     with warnings.catch_warnings():  # ``group`` is experimental; the conditional rule space needs it
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=spec.seed, multivariate=True, group=True, n_startup_trials=10)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=10)
 
 
 def versions() -> dict[str, str]:
@@ -75,18 +58,26 @@ def versions() -> dict[str, str]:
     return found
 
 
-def open_study(spec: StudySpec, storage_url: str, space: SearchSpace) -> tuple[optuna.Study, list[str]]:
-    """Create the study or resume it; enqueue the seed composites the first time only.
+def open_study(
+    spec: StudySpec,
+    storage_url: str,
+    space: SearchSpace,
+    budget: int | None = None,
+    weights_dir: Path | None = None,
+    directions: list[str] | None = None,
+) -> tuple[optuna.Study, list[str]]:
+    """Create the study or resume it (idempotent); enqueue the seed composites the first time only.
 
-    Returns the study and one line per seed that the search space cannot express. A study of
-    the same name made from a different spec is refused rather than silently mixed.
+    Returns the study and one line per seed that the search space cannot express. A study of the
+    same name made from a different spec is refused rather than silently mixed. ``budget``
+    (default: the spec's ``n_trials``) is the study-wide number of completed trials to reach.
     """
     storage = open_storage(storage_url)
     study = optuna.create_study(
         study_name=spec.name,
         storage=storage,
         sampler=make_sampler(spec, space),
-        direction="maximize",
+        directions=directions or ["maximize"],
         load_if_exists=True,
     )
     stored_hash = study.user_attrs.get(SPEC_HASH_ATTR)
@@ -95,11 +86,16 @@ def open_study(spec: StudySpec, storage_url: str, space: SearchSpace) -> tuple[o
             f"study {spec.name!r} in {mask_password(storage_url)} was made from a different study file; "
             "give this study a new name or use another --out/--storage"
         )
-    skipped: list[str] = []
     if stored_hash is None:
         study.set_user_attr(SPEC_ATTR, json.loads(spec.model_dump_json()))
         study.set_user_attr(SPEC_HASH_ATTR, spec.content_hash())
         study.set_user_attr("versions", versions())
+    wanted_budget = budget or spec.n_trials
+    if study.user_attrs.get(BUDGET_ATTR) != wanted_budget:
+        study.set_user_attr(BUDGET_ATTR, wanted_budget)
+    if weights_dir is not None and WEIGHTS_DIR_ATTR not in study.user_attrs:
+        study.set_user_attr(WEIGHTS_DIR_ATTR, str(weights_dir.resolve()))
+    skipped: list[str] = []
     if not study.user_attrs.get(SEEDS_ATTR):
         for seed in spec.seeds:
             params, reason = space.seed_params(seed)
@@ -111,15 +107,46 @@ def open_study(spec: StudySpec, storage_url: str, space: SearchSpace) -> tuple[o
     return study, skipped
 
 
-def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
-    return study.get_trials(deepcopy=False, states=states)
-
-
-def load_existing_study(name: str, storage_url: str) -> optuna.Study:
-    storage = open_storage(storage_url)
+def load_existing_study(
+    name: str, storage_url: str, heartbeat: Heartbeat | None = None, sampler=None, application_name: str = "xaisearch"
+) -> optuna.Study:
+    storage = open_storage(storage_url, heartbeat, application_name)
     try:
-        return optuna.load_study(study_name=name, storage=storage)
+        return optuna.load_study(study_name=name, storage=storage, sampler=sampler)
     except KeyError:
         known = [s.study_name for s in optuna.get_all_study_summaries(storage)]
         raise InputError(f"study {name!r} not found in {mask_password(storage_url)}; studies there: {known}") from None
+
+
+def study_spec(study: optuna.Study) -> StudySpec:
+    """The spec a study was created from (stored by ``open_study``)."""
+    if SPEC_ATTR not in study.user_attrs:
+        raise InputError(
+            f"study {study.study_name!r} was not created by xaisearch (no stored spec); use 'xaisearch create'"
+        )
+    return StudySpec.model_validate(study.user_attrs[SPEC_ATTR])
+
+
+def study_budget(study: optuna.Study) -> int:
+    return int(study.user_attrs.get(BUDGET_ATTR) or study_spec(study).n_trials)
+
+
+def trials_to_start(study: optuna.Study, budget: int) -> int:
+    """How many more trials may start: the budget minus completed and running ones.
+
+    Failed trials do not use budget (their retries do); waiting (enqueued) trials are started
+    like any other. With several workers the check races only inside one ``ask``.
+    """
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    done = sum(state in BUDGET_STATES for state in states)
+    running = states.count(optuna.trial.TrialState.RUNNING)
+    failed = states.count(optuna.trial.TrialState.FAIL)
+    if failed >= max(budget, 10):
+        raise RuntimeError(
+            f"{failed} trials of study {study.study_name!r} failed; stopping instead of retrying forever"
+        )
+    return budget - done - running
+
+
+def completed_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=BUDGET_STATES)

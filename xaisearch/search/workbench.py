@@ -59,8 +59,9 @@ class Workbench:
         run_dir: Path,
         device: torch.device,
         on_train_step: Callable[[int, int, float], None] | None = None,
+        allow_training: bool = True,
     ) -> Workbench:
-        model, ref, record = obtain_model(spec.model, spec.data, run_dir, device, on_train_step)
+        model, ref, record = obtain_model(spec.model, spec.data, run_dir, device, on_train_step, allow_training)
         try:
             canonizer = spec.canonizer or canonizer_name_for(model)
         except ValueError as error:
@@ -68,6 +69,17 @@ class Workbench:
         space = SearchSpace.build(spec, model, ref, canonizer)
         batches = evaluation_batches(spec.data, spec.model.input_shape[-1], device)
         return cls(spec, device, model, ref, record, space, batches, build_suite(spec))
+
+    def objective_metrics(self) -> list[str]:
+        """Metrics that are objectives of their own (multi-objective studies)."""
+        return list(self.spec.objective.metrics) or self.suite.names
+
+    def directions(self) -> list[str]:
+        """Optuna directions: one ``maximize`` for the weighted objective, else one per metric."""
+        if self.spec.objective.type == "weighted":
+            return ["maximize"]
+        by_name = {entry.metric.name: entry.effective_direction for entry in self.suite.entries}
+        return ["maximize" if by_name[name] == "higher" else "minimize" for name in self.objective_metrics()]
 
     def explainer(self, config: ExplainerConfig) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         composite = build_composite(config, self.model)

@@ -1,0 +1,45 @@
+"""``xaisearch status``: what a study is doing, from the storage alone."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timezone
+
+import optuna
+from rich.console import Console
+from rich.table import Table
+
+from xaisearch.search.export import best_trial
+from xaisearch.search.objective import WORKER_ATTR
+from xaisearch.search.study import completed_trials, load_existing_study, study_budget
+
+
+def print_status(name: str, storage_url: str, console: Console | None = None) -> None:
+    console = console or Console()
+    study = load_existing_study(name, storage_url)
+    trials = study.get_trials(deepcopy=False)
+    counts = Counter(t.state.name.lower() for t in trials)
+    console.print(
+        f"study {name}: budget {study_budget(study)}; "
+        + (", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no trials")
+    )
+    if completed_trials(study):
+        best = best_trial(study)
+        console.print(f"best trial #{best.number}: objective {', '.join(f'{v:.4f}' for v in best.values)}")
+        for key, value in sorted(best.user_attrs.items()):
+            if key.endswith(".mean") and value is not None:
+                console.print(f"  {key.removesuffix('.mean')}: {value:.4f}")
+    running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    if running:
+        table = Table("trial", "worker", "age", title="running trials")
+        now = datetime.now(timezone.utc)
+        for trial in running:
+            started = trial.datetime_start
+            if started is not None and started.tzinfo is None:
+                started = started.replace(tzinfo=timezone.utc)
+            age = f"{(now - started).total_seconds():.0f} s" if started else "?"
+            table.add_row(str(trial.number), str(trial.user_attrs.get(WORKER_ATTR, "?")), age)
+        console.print(table)
+    workers = sorted({str(t.user_attrs[WORKER_ATTR]) for t in trials if WORKER_ATTR in t.user_attrs})
+    if workers:
+        console.print(f"workers seen: {len(workers)} ({', '.join(workers[:8])}{', ...' if len(workers) > 8 else ''})")

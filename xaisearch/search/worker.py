@@ -1,0 +1,215 @@
+"""A worker: joins a study, builds its workbench once, runs trials until the study's budget.
+
+Crash safety, by storage:
+
+* RDB (PostgreSQL): every trial runs inside ``study.optimize`` with heartbeats, so a worker that
+  dies (``kill -9``, OOM, preemption) leaves a trial whose heartbeat stops; the next
+  ``fail_stale_trials`` — at any worker's next trial, or on this worker's timer — fails it and
+  ``RetryHeartbeatStaleTrialCallback`` re-enqueues it with the same parameters. A lost database
+  connection is retried with backoff instead of ending the worker.
+* Journal file: no heartbeats; the process that launched the workers (``xaisearch run --workers``)
+  watches them and fails and re-enqueues a dead worker's running trial (``recover_dead_worker``).
+
+SIGTERM finishes the current trial and stops; a second SIGTERM abandons it: the trial is marked
+failed and its parameters are enqueued again, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+
+from xaisearch.search.objective import CONFIG_ATTR, WORKER_ATTR, Objective
+from xaisearch.search.storage import Heartbeat, mask_password, storage_kind
+from xaisearch.search.study import (
+    WEIGHTS_DIR_ATTR,
+    load_existing_study,
+    make_sampler,
+    study_budget,
+    study_spec,
+    trials_to_start,
+)
+
+log = logging.getLogger("xaisearch.worker")
+RETRY_OF_ATTR = "retry_of"
+MAX_RECONNECT_SECONDS = 600
+
+
+class TrialAbandoned(KeyboardInterrupt):
+    """Raised in the main thread by a second SIGTERM: Optuna fails the trial, we re-enqueue it."""
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class WorkerOptions:
+    study: str
+    storage: str
+    device: str = "auto"
+    n_trials: int | None = None  # this worker's own cap; the study's budget always applies
+    heartbeat: Heartbeat = field(default_factory=Heartbeat)
+    artifact_dir: str | None = None
+    run_dir: Path | None = None  # where the model checkpoint is, if not in the study's attrs
+
+
+def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> None:
+    """Enqueue ``trial``'s parameters again (a trial that failed by crash or abandonment)."""
+    attrs = {k: v for k, v in trial.user_attrs.items() if k not in (CONFIG_ATTR, WORKER_ATTR)}
+    attrs[RETRY_OF_ATTR] = trial.number
+    study.enqueue_trial(trial.params, user_attrs=attrs)
+    log.warning("trial %d %s; re-enqueued with the same parameters", trial.number, reason)
+
+
+def recover_dead_worker(study: optuna.Study, dead_worker: str) -> list[int]:
+    """Fail and re-enqueue the RUNNING trials of a worker that died (journal storages)."""
+    recovered = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if trial.user_attrs.get(WORKER_ATTR) == dead_worker:
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+            requeue(study, trial, f"was running on {dead_worker}, which died")
+            recovered.append(trial.number)
+    return recovered
+
+
+class _Signals:
+    """First SIGTERM/SIGINT: stop after this trial. Second: abandon it."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._handle)
+            signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.stopping:
+            raise TrialAbandoned()
+        self.stopping = True
+        log.warning("signal %d: finishing the current trial, then stopping (again to abandon it)", signum)
+
+
+def _is_connection_error(error: BaseException) -> bool:
+    import sqlalchemy.exc
+
+    return isinstance(
+        error, (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
+    )
+
+
+def _sweep_stale_trials(study: optuna.Study, every: float, done: threading.Event) -> None:
+    """Fail stale trials on a timer, so a retry happens even while every worker is busy."""
+    while not done.wait(every):
+        try:
+            optuna.storages.fail_stale_trials(study)
+        except Exception as error:  # the main loop reports connection problems; keep sweeping
+            log.debug("stale-trial sweep failed: %s", mask_password(str(error)))
+
+
+def run_trials(
+    study: optuna.Study,
+    objective: Callable,
+    cap: int | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+) -> int:
+    """Run one trial at a time while the study's budget (and this worker's ``cap``) allow it.
+
+    The budget is re-read before every trial, so workers joined at any time stop together.
+    """
+    budget = study_budget(study)
+    ran = 0
+    callbacks = [on_trial] if on_trial is not None else []
+    while not should_stop() and (cap is None or ran < cap) and trials_to_start(study, budget) > 0:
+        study.optimize(
+            objective, n_trials=1, callbacks=callbacks, catch=(RuntimeError, FloatingPointError), gc_after_trial=False
+        )
+        ran += 1
+    return ran
+
+
+def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    values = "" if trial.values is None else " value " + ",".join(f"{v:.6f}" for v in trial.values)
+    log.info("trial %d %s%s params %s", trial.number, trial.state.name.lower(), values, sorted(trial.params.items()))
+
+
+def run_worker(options: WorkerOptions) -> int:
+    """Join ``options.study`` and run trials until its budget is reached; returns trials run."""
+    from xaisearch.devices import resolve_device
+    from xaisearch.search.workbench import Workbench
+
+    me = worker_id()
+    rdb = storage_kind(options.storage) != "journal"
+    heartbeat = options.heartbeat if rdb else None
+    study = load_existing_study(options.study, options.storage, heartbeat, application_name=f"xaisearch-worker-{me}")
+    spec = study_spec(study)
+    run_dir = options.run_dir or Path(study.user_attrs.get(WEIGHTS_DIR_ATTR) or Path("runs") / spec.name)
+    device = resolve_device(options.device if options.device != "auto" else spec.device)
+    bench = Workbench.prepare(spec, run_dir, device, allow_training=False)
+    study.sampler = make_sampler(spec, bench.space, worker=me)
+    store = None
+    if options.artifact_dir:
+        from xaisearch.search.artifacts import open_artifact_store
+
+        store = open_artifact_store(options.artifact_dir)
+    objective = Objective(bench, worker=me, artifact_store=store)
+    signals = _Signals()
+    signals.install()
+    done = threading.Event()
+    if rdb:
+        threading.Thread(
+            target=_sweep_stale_trials, args=(study, options.heartbeat.interval, done), daemon=True
+        ).start()
+    log.info("worker %s joined study %s on %s (device %s)", me, options.study, mask_password(options.storage), device)
+    finished: list[int] = []
+    backoff, down_since = 1.0, None
+
+    def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        nonlocal backoff, down_since
+        finished.append(trial.number)
+        backoff, down_since = 1.0, None
+        _log_trial(study, trial)
+
+    try:
+        while True:
+            try:
+                cap = None if options.n_trials is None else options.n_trials - len(finished)
+                run_trials(study, objective, cap, lambda: signals.stopping, on_trial)
+                break
+            except TrialAbandoned:
+                abandoned = [
+                    t
+                    for t in study.get_trials(deepcopy=False)
+                    if t.user_attrs.get(WORKER_ATTR) == me
+                    and t.state == optuna.trial.TrialState.FAIL
+                    and RETRY_OF_ATTR not in t.user_attrs
+                ]
+                if abandoned:
+                    requeue(study, abandoned[-1], "was abandoned on a second signal")
+                break
+            except Exception as error:
+                if not _is_connection_error(error):
+                    raise
+                down_since = down_since or time.monotonic()
+                if time.monotonic() - down_since > MAX_RECONNECT_SECONDS:
+                    raise
+                log.warning(
+                    "storage unreachable (%s); retrying in %.0f s", mask_password(str(error).splitlines()[0]), backoff
+                )
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+    finally:
+        done.set()
+    log.info("worker %s stopped after %d trials", me, len(finished))
+    return len(finished)
