@@ -22,6 +22,7 @@ import signal
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,19 +101,28 @@ class _Signals:
         log.warning("signal %d: finishing the current trial, then stopping (again to abandon it)", signum)
 
 
-def _is_connection_error(error: BaseException) -> bool:
+def _is_connection_error(error: BaseException | None) -> bool:
+    """A lost database connection anywhere in the exception chain (Optuna can mask the original
+    error with its own when a ``tell`` fails, so the chain is walked)."""
     import sqlalchemy.exc
 
-    return isinstance(
-        error, (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
-    )
+    lost = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
+    seen = 0
+    while error is not None and seen < 20:
+        if isinstance(error, lost):
+            return True
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return False
 
 
 def _sweep_stale_trials(study: optuna.Study, every: float, done: threading.Event) -> None:
     """Fail stale trials on a timer, so a retry happens even while every worker is busy."""
     while not done.wait(every):
         try:
-            optuna.storages.fail_stale_trials(study)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
         except Exception as error:  # the main loop reports connection problems; keep sweeping
             log.debug("stale-trial sweep failed: %s", mask_password(str(error)))
 
@@ -149,6 +159,7 @@ def run_worker(options: WorkerOptions) -> int:
     from xaisearch.devices import resolve_device
     from xaisearch.search.workbench import Workbench
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own log line per trial says it all
     me = worker_id()
     rdb = storage_kind(options.storage) != "journal"
     heartbeat = options.heartbeat if rdb else None
@@ -204,9 +215,8 @@ def run_worker(options: WorkerOptions) -> int:
                 down_since = down_since or time.monotonic()
                 if time.monotonic() - down_since > MAX_RECONNECT_SECONDS:
                     raise
-                log.warning(
-                    "storage unreachable (%s); retrying in %.0f s", mask_password(str(error).splitlines()[0]), backoff
-                )
+                reason = mask_password((str(error).splitlines() or [type(error).__name__])[0])
+                log.warning("storage unreachable (%s); retrying in %.0f s", reason, backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
     finally:
