@@ -162,27 +162,49 @@ def dashboard(
     serve(storage, artifact_dir, host, port)
 
 
+@app.command()
+def canonize(
+    model: str = typer.Argument(..., help="torchvision builder name (e.g. resnet50, efficientnet_b0) or mini_vgg"),
+    weights: Path | None = typer.Option(None, "--weights", help="state dict file (default: random weights and BN)"),
+    canonizer: str | None = typer.Option(None, "--canonizer", help="registered canonizer (default: by model type)"),
+    check: bool = typer.Option(False, "--check", help="also check conservation, batch consistency, atomicity"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of text"),
+    input_size: int = typer.Option(64, "--input-size", min=8, help="side of the random square input, in pixels"),
+) -> None:
+    """Canonize MODEL: print each step, BN coverage, max output difference (float32) and timing; exit 1 on failure."""
+    import json
+
+    from xaisearch.canonize.check import check_named_model, report_text
+
+    report = check_named_model(model, canonizer, weights, input_size)
+    checked = None
+    if check:
+        checked = check_named_model(model, canonizer, weights, input_size, "float64", relevance=True, atomicity=True)
+    if as_json:
+        payload = report.to_dict() | {"model": model, "unfolded": sorted(report.unfolded)}
+        payload["unfolded_reasons"] = report.unfolded
+        if checked is not None:
+            payload |= {"check": checked.to_dict(), "check_passed": checked.passed()}
+        typer.echo(json.dumps(payload))
+    else:
+        typer.echo(report_text(report, model))
+        if checked is not None:
+            typer.echo("--check (float64):\n" + report_text(checked, model))
+    if not report.passed() or (checked is not None and not checked.passed()):
+        raise typer.Exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: maps input errors to exit code 2 with a one-line message."""
+    """Entry point: usage errors (click) and input errors (ours) exit 2 with a one-line message."""
     from xaisearch.errors import InputError
 
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, standalone_mode=True)
     except InputError as error:
         typer.echo(f"error: {error}", err=True)
         return 2
-    except typer.Exit as done:
-        return done.exit_code
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        return 130
-    except Exception as error:  # click usage errors are exit 2 too
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            return 2
-        raise
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     return 0
 
 

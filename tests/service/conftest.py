@@ -29,7 +29,7 @@ SERVICE_STUDY["metrics"] = [
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory) -> Iterator[Cluster]:
+def postgres() -> Iterator[Cluster]:
     """The cluster ``.ci/run`` started (named by XAISEARCH_TEST_PG_*), else a new one for this session."""
     cluster = Cluster.from_env()
     if cluster is not None:
@@ -37,11 +37,17 @@ def postgres(tmp_path_factory) -> Iterator[Cluster]:
         return
     if find_bin("initdb") is None:
         pytest.skip("PostgreSQL is not installed here (no initdb); .ci/run installs it")
-    cluster = start(tmp_path_factory.mktemp("pg") / "data")
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="xaisearch-pg-"))
+    folder.chmod(0o755)  # the postgres user must reach it (pytest's tmp folders are private)
+    cluster = start(folder / "data")
     try:
         yield cluster
     finally:
         cluster.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -24,12 +24,19 @@ USER = "xaisearch"
 DATABASE = "xaisearch_test"
 
 
+TOOLS = ("initdb", "pg_ctl", "createdb")
+
+
 def find_bin(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
-    return candidates[0] if candidates else None
+    """``name`` from a folder that holds all the server tools (Debian keeps them off PATH)."""
+    folders = sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+    on_path = shutil.which(name)
+    if on_path:
+        folders.append(str(Path(on_path).parent))
+    for folder in folders:
+        if all((Path(folder) / tool).exists() for tool in TOOLS):
+            return str(Path(folder) / name)
+    return None
 
 
 def _free_port() -> int:

@@ -16,7 +16,7 @@ def serve(storage_url: str, artifact_dir: Path | None, host: str = "127.0.0.1", 
     store = None
     if artifact_dir is not None:
         if not Path(artifact_dir).is_dir():
-            raise InputError(f"--artifact-dir {artifact_dir}: no such folder; point it at the workers' artifact folder")
+            print(f"note: {artifact_dir} does not exist yet; created it empty (workers write heatmaps there)")
         from xaisearch.search.artifacts import open_artifact_store
 
         store = open_artifact_store(artifact_dir)
