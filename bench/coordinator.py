@@ -69,7 +69,9 @@ def measure(storage_url: str, workers: int, trials: int) -> tuple[float, float]:
     optuna.create_study(study_name=name, storage=open_storage(storage_url), direction="maximize")
     context = multiprocessing.get_context("spawn")
     ready, start = context.Barrier(workers + 1), context.Event()
-    processes = [context.Process(target=_worker, args=(storage_url, name, trials, ready, start)) for _ in range(workers)]
+    processes = [
+        context.Process(target=_worker, args=(storage_url, name, trials, ready, start)) for _ in range(workers)
+    ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     for process in processes:
         process.start()
