@@ -181,7 +181,7 @@ def canonize(
     if check:
         checked = check_named_model(model, canonizer, weights, input_size, "float64", relevance=True, atomicity=True)
     if as_json:
-        payload = report.to_dict() | {"model": model, "unfolded": sorted(report.unfolded)}
+        payload = report.to_dict() | {"model": model, "unfolded": list(report.unfolded)}
         payload["unfolded_reasons"] = report.unfolded
         if checked is not None:
             payload |= {"check": checked.to_dict(), "check_passed": checked.passed()}

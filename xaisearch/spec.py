@@ -156,6 +156,9 @@ class ObjectiveSpec(_Strict):
     type: Literal["weighted", "multi"] = "weighted"
     pruner: Literal["none", "wilcoxon"] = "none"
     metrics: list[str] = Field(default_factory=list)
+    # "seed": each metric as a z-score against the seed composites, evaluated once per worker, so
+    # metrics of different units (the paper suite) add up and every trial is scored alike
+    normalisation: Literal["none", "seed"] = "none"
 
     @model_validator(mode="after")
     def _pruning_is_scalar(self) -> ObjectiveSpec:
@@ -173,7 +176,8 @@ class StudySpec(_Strict):
     data: DataSpec = Field(default_factory=DataSpec)
     canonizer: str | None = None  # None: the one registered for the model's type
     search_space: SearchSpaceSpec
-    metrics: list[MetricSpec] = Field(min_length=1)
+    suite: Literal["fast", "paper"] | None = None  # a pinned suite (weight 1 each) instead of `metrics`
+    metrics: list[MetricSpec] = Field(default_factory=list)
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
     objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
     n_heatmaps: int = Field(4, ge=0, le=64)  # heatmap artifacts per trial (fixed evaluation images)
@@ -190,13 +194,23 @@ class StudySpec(_Strict):
 
     @model_validator(mode="after")
     def _weights_positive(self) -> StudySpec:
-        if not any(metric.weight > 0 for metric in self.metrics):
+        if bool(self.metrics) == bool(self.suite):
+            raise ValueError("give either 'metrics' (a list with weights) or 'suite' (fast or paper), not both or none")
+        if self.metrics and not any(metric.weight > 0 for metric in self.metrics):
             raise ValueError("metrics: at least one metric needs a weight > 0")
-        names = [metric.name for metric in self.metrics]
+        names = self.metric_names()
         for index, name in enumerate(self.objective.metrics):
             if name not in names:
                 raise ValueError(f"objective.metrics[{index}]: {name!r} is not in this study's metrics {names}")
         return self
+
+    def metric_names(self) -> list[str]:
+        """Names of the objective's metrics, from ``metrics`` or from the pinned ``suite``."""
+        if self.metrics:
+            return [metric.name for metric in self.metrics]
+        from xaisearch.metrics.suite import suite_entries
+
+        return [entry.metric.name for entry in suite_entries(self.suite, image_size=self.model.input_shape[-1])]
 
     def content_hash(self) -> str:
         """Hash of everything that defines the search (not the budget, which may grow)."""

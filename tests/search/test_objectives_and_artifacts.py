@@ -130,3 +130,23 @@ def test_sigterm_lets_the_worker_finish_its_trial(tiny_study, write_study, tmp_p
     states = [t.state for t in optuna.load_study(study_name="tiny", storage=journal(out)).trials]
     assert optuna.trial.TrialState.RUNNING not in states and optuna.trial.TrialState.FAIL not in states
     assert states.count(optuna.trial.TrialState.COMPLETE) < 50 and "finishing the current trial" in output
+
+
+def test_a_study_can_use_a_pinned_suite_normalised_by_the_seeds(tiny_study, write_study, tmp_path):
+    del tiny_study["metrics"]
+    tiny_study.update(n_trials=3, suite="fast", objective={"normalisation": "seed"})
+    out = tmp_path / "run"
+    assert main(["run", str(write_study(tiny_study)), "--out", str(out)]) == 0
+    study = optuna.load_study(study_name="tiny", storage=journal(out))
+    for name in ("relevance_mass_accuracy", "relevance_rank_accuracy", "pixel_flipping", "sparseness"):
+        assert all(
+            isinstance(t.user_attrs[f"{name}.mean"], float) and t.user_attrs[f"{name}.sem"] >= 0 for t in study.trials
+        )
+    # z-scores against the three seeds, which are the three trials here: they average to 0
+    assert abs(sum(t.value for t in study.trials)) < 1e-6
+
+
+def test_suite_and_metrics_together_are_refused(tiny_study, write_study, tmp_path, capsys):
+    tiny_study["suite"] = "fast"
+    assert main(["run", str(write_study(tiny_study)), "--out", str(tmp_path / "run")]) == 2
+    assert "either 'metrics'" in capsys.readouterr().err

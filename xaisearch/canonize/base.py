@@ -17,6 +17,8 @@ with a ``remove()`` that undoes it. On top of zennit it guarantees:
 from __future__ import annotations
 
 import abc
+import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -44,6 +46,7 @@ class CanonizationPlan:
     batchnorms: list[str] = field(default_factory=list)
     folded: list[str] = field(default_factory=list)
     unfolded: dict[str, str] = field(default_factory=dict)  # name -> why it could not be folded
+    notes: list[str] = field(default_factory=list)  # other structure left as it is, and why
 
 
 class Canonizer(ZennitCanonizer):
@@ -113,3 +116,51 @@ def swap_tensor(module: nn.Module, key: str, value: torch.Tensor | None) -> torc
         module._buffers[key] = value
         return old
     raise KeyError(f"{type(module).__name__} has no parameter or buffer {key!r}")
+
+
+class ReplaceForward(SurgeryStep):
+    """Give ``module`` an instance ``forward`` and register helper ``children`` (e.g. ``Sum`` modules).
+
+    The helpers are registered submodules, so zennit composites (which apply canonizers before
+    they walk ``named_modules``) attach rules to them; modules created inside a forward would
+    never get a hook (zennit #236). ``remove()`` deletes the instance attribute, which uncovers
+    the class's ``forward`` again, and unregisters exactly the children it added.
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        forward: Callable[..., object],
+        children: dict[str, nn.Module] | None = None,
+        description: str = "",
+    ) -> None:
+        self.module = module
+        self.forward = forward
+        self.children = dict(children or {})
+        self.description = description
+        self._bound: object | None = None
+
+    def register(self) -> None:
+        module = self.module
+        if "forward" in vars(module):
+            raise RuntimeError(f"{type(module).__name__} already has an instance forward; is it canonized twice?")
+        taken = [name for name in self.children if hasattr(module, name)]
+        if taken:
+            raise RuntimeError(f"{type(module).__name__} already has attributes {taken}")
+        try:
+            for name, child in self.children.items():
+                module.add_module(name, child)
+            self._bound = types.MethodType(self.forward, module)
+            object.__setattr__(module, "forward", self._bound)
+        except BaseException:
+            self.remove()
+            raise
+
+    def remove(self) -> None:
+        module = self.module
+        if self._bound is not None and vars(module).get("forward") is self._bound:
+            del module.__dict__["forward"]
+        self._bound = None
+        for name, child in self.children.items():
+            if module._modules.get(name) is child:
+                del module._modules[name]

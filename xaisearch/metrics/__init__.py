@@ -1,16 +1,55 @@
 """Quantitative evaluation of explanations: one score per sample, batched in torch."""
 
-from xaisearch.metrics.base import Metric, MetricContext
-from xaisearch.metrics.complexity import Sparseness
-from xaisearch.metrics.faithfulness import PixelFlipping
-from xaisearch.metrics.localisation import RelevanceMassAccuracy, RelevanceRankAccuracy
+from xaisearch.metrics.axiomatic import Completeness
+from xaisearch.metrics.base import Metric, MetricContext, ModelExplainer, make_explainer
+from xaisearch.metrics.complexity import Complexity, EffectiveComplexity, Sparseness
+from xaisearch.metrics.faithfulness import (
+    Deletion,
+    FaithfulnessCorrelation,
+    Insertion,
+    PixelFlipping,
+    RegionPerturbation,
+)
+from xaisearch.metrics.localisation import (
+    AreaUnderCurve,
+    AttributionLocalisation,
+    PointingGame,
+    RelevanceMassAccuracy,
+    RelevanceRankAccuracy,
+    TopKIntersection,
+)
 from xaisearch.metrics.pooling import pool_channels
+from xaisearch.metrics.randomisation import MPRT, EfficientMPRT, RandomLogit
 from xaisearch.metrics.registry import available, evaluate, make_metric
+from xaisearch.metrics.robustness import AvgSensitivity, LocalLipschitz, MaxSensitivity
+from xaisearch.metrics.suite import MetricSuite, WeightedMetric, suite_entries
 
 __all__ = [
+    "AreaUnderCurve",
+    "AttributionLocalisation",
+    "AvgSensitivity",
+    "EfficientMPRT",
+    "LocalLipschitz",
+    "MPRT",
+    "MaxSensitivity",
+    "MetricSuite",
+    "ModelExplainer",
+    "PointingGame",
+    "RandomLogit",
+    "TopKIntersection",
+    "WeightedMetric",
+    "make_explainer",
+    "suite_entries",
+    "Completeness",
+    "Complexity",
+    "Deletion",
+    "EffectiveComplexity",
+    "FaithfulnessCorrelation",
+    "Insertion",
     "Metric",
     "MetricContext",
     "PixelFlipping",
+    "RegionPerturbation",
     "RelevanceMassAccuracy",
     "RelevanceRankAccuracy",
     "Sparseness",

@@ -7,15 +7,23 @@ comparable and serialises), its class attributes are its metadata, and ``__call_
 * ``NaN`` where the score is undefined for that sample (an empty mask, an all-zero map), never
   a made-up 0 or 1;
 * inputs are never modified;
-* no global random state: stochastic metrics draw from a ``torch.Generator`` seeded by ``seed``;
+* no global random state: stochastic metrics take a ``seed`` field and draw from a CPU
+  ``torch.Generator`` seeded with it (``generator(seed)``), then move the draw to the inputs'
+  device, so a seed gives the same draws on every device and in every trial (common random
+  numbers); draws that do not depend on the explanation are kept in ``ctx.cache``;
 * normalisation is per sample: a sample's score never depends on the rest of its batch;
 * ``direction`` says whether higher or lower is better; the search derives Optuna's directions
-  from it, never from display names.
+  from it, never from display names;
+* metrics that explain again (noisy inputs, another class, randomised models) call
+  ``ctx.explainer``; those that explain *another model* use ``explainer.with_model(model)``
+  (a ``ModelExplainer``, or any callable with that method).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -23,6 +31,58 @@ from torch import nn
 
 Direction = Literal["higher", "lower"]
 Category = Literal["faithfulness", "localisation", "robustness", "complexity", "randomisation", "axiomatic"]
+DIRECTIONS: tuple[str, ...] = ("higher", "lower")
+CATEGORIES: tuple[str, ...] = ("faithfulness", "localisation", "robustness", "complexity", "randomisation", "axiomatic")
+Explainer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True, eq=False)
+class ModelExplainer:
+    """An explainer bound to a model: ``explainer(x, y) == method(model, x, y)``.
+
+    ``with_model(other)`` explains another model the same way (randomisation metrics explain
+    randomised copies of the model).
+    """
+
+    model: nn.Module
+    method: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.method(self.model, x, y)
+
+    def with_model(self, model: nn.Module) -> ModelExplainer:
+        return replace(self, model=model)
+
+
+def make_explainer(explainer: Any, model: nn.Module | None) -> Explainer | None:
+    """An explainer from a composite config (path, dict, ``ExplainerConfig``) or a callable.
+
+    A config is turned into a zennit composite with ``xaisearch.composite_from_config`` for
+    each model it explains, and applied with ``explain.methods.attribute``.
+    """
+    from xaisearch.explain.config import ExplainerConfig
+
+    if explainer is None or callable(explainer):
+        return explainer
+    if not isinstance(explainer, (str, Path, dict, ExplainerConfig)):
+        raise ValueError(f"explainer must be a composite config (path, dict) or a callable, got {type(explainer)}")
+    if model is None:
+        raise ValueError("an explainer given as a composite config needs the model")
+    from xaisearch.api import composite_from_config
+    from xaisearch.explain.config import load_config
+    from xaisearch.explain.methods import attribute
+
+    config, _ = load_config(explainer)  # read and validated once
+
+    def method(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return attribute(net, composite_from_config(config, net), x, y)
+
+    return ModelExplainer(model, method)
+
+
+def generator(seed: int) -> torch.Generator:
+    """The CPU generator every stochastic metric draws from (then moves draws to the device)."""
+    return torch.Generator().manual_seed(int(seed))
 
 
 @dataclass
@@ -30,9 +90,14 @@ class MetricContext:
     """The inputs of one scoring call.
 
     ``x`` is B×C×H×W, ``y`` the explained class per sample, ``a`` the attribution (B×C×H×W or
-    B×1×H×W), ``s`` the ground-truth mask (B×1×H×W, or ``None``), ``cache`` a dict shared across
-    calls on the same batch (clean model outputs, random draws: work that does not depend on
-    the explanation).
+    B×1×H×W), ``s`` the ground-truth mask (B×1×H×W, or ``None``), ``explainer`` the callable
+    that produced ``a`` (``(x, y) -> a``) for metrics that explain again.
+
+    Three caches, by lifetime: ``cache`` lives as long as the batch (across trials: clean model
+    outputs, noise draws, random classes: work that does not depend on the explanation);
+    ``model_cache`` as long as the model (across batches: randomised weights); ``scratch`` one
+    scoring call (one trial, one batch: explanation-dependent work several metrics share, such
+    as sorted maps and noisy explanations).
     """
 
     x: torch.Tensor
@@ -40,16 +105,27 @@ class MetricContext:
     a: torch.Tensor
     s: torch.Tensor | None = None
     model: nn.Module | None = None
-    cache: dict[str, Any] = field(default_factory=dict)
+    cache: dict[Any, Any] = field(default_factory=dict)
+    explainer: Explainer | None = None
+    scratch: dict[Any, Any] = field(default_factory=dict)
+    model_cache: dict[Any, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Metric:
+    """Base of every metric; see the module docstring for the contract every subclass keeps.
+
+    ``needs_explainer``: the metric explains again (``ctx.explainer`` must be set).
+    ``forwards_per_sample`` / ``explanations_per_sample``: model passes per sample and trial
+    beyond the scored explanation (for cost estimates; properties where they depend on fields).
+    """
+
     name: ClassVar[str]
     category: ClassVar[Category]
     direction: ClassVar[Direction]
     needs_mask: ClassVar[bool] = False
     needs_model: ClassVar[bool] = False
+    needs_explainer: ClassVar[bool] = False
     forwards_per_sample: ClassVar[int] = 0
     explanations_per_sample: ClassVar[int] = 0
 
@@ -65,6 +141,10 @@ class Metric:
             raise ValueError(f"metric {self.name!r} needs a ground-truth mask (s)")
         if self.needs_model and ctx.model is None:
             raise ValueError(f"metric {self.name!r} needs the model")
+        if self.needs_explainer and ctx.explainer is None:
+            raise ValueError(
+                f"metric {self.name!r} explains again: pass explainer=<composite config or callable (x, y) -> a>"
+            )
         if ctx.a.dim() != 4 or ctx.a.shape[0] != ctx.x.shape[0] or ctx.a.shape[-2:] != ctx.x.shape[-2:]:
             raise ValueError(
                 f"metric {self.name!r}: attribution shape {tuple(ctx.a.shape)} does not fit x {tuple(ctx.x.shape)}"

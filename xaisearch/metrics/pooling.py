@@ -52,3 +52,26 @@ def mask_2d(s: torch.Tensor) -> torch.Tensor:
             raise ValueError(f"mask must have one channel, got shape {tuple(s.shape)}")
         s = s[:, 0]
     return s.bool()
+
+
+Normalisation = Literal["second_moment", "max_abs", "none"]
+
+
+def normalise_per_sample(a: torch.Tensor, how: Normalisation = "second_moment") -> torch.Tensor:
+    """Each sample's map divided by one positive number of its own (never the batch's).
+
+    ``second_moment``: √(mean a²) (``normalize_by_second_moment`` of Pahde et al.; Binder et al.
+    2022); ``max_abs``: max |a| (Quantus ``normalise_by_max``, but per sample: Quantus 0.6.0
+    normalises over the whole batch, metrics.md §2.4 #14); ``none``. All-zero maps stay zero.
+    """
+    if how == "none":
+        return a
+    flat = a.flatten(1)
+    if how == "second_moment":
+        scale = flat.pow(2).mean(1).sqrt()
+    elif how == "max_abs":
+        scale = flat.abs().amax(1)
+    else:
+        raise ValueError(f"unknown normalisation {how!r}; choose second_moment, max_abs or none")
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return a / scale.view(-1, *([1] * (a.dim() - 1)))

@@ -8,14 +8,61 @@ from typing import Any
 import torch
 from torch import nn
 
-from xaisearch.metrics.base import Metric, MetricContext
-from xaisearch.metrics.complexity import Sparseness
-from xaisearch.metrics.faithfulness import PixelFlipping
-from xaisearch.metrics.localisation import RelevanceMassAccuracy, RelevanceRankAccuracy
+from xaisearch.metrics.axiomatic import Completeness
+from xaisearch.metrics.base import Metric, MetricContext, make_explainer
+from xaisearch.metrics.complexity import Complexity, EffectiveComplexity, Sparseness
+from xaisearch.metrics.faithfulness import (
+    Deletion,
+    FaithfulnessCorrelation,
+    Insertion,
+    PixelFlipping,
+    RegionPerturbation,
+)
+from xaisearch.metrics.localisation import (
+    AreaUnderCurve,
+    AttributionLocalisation,
+    PointingGame,
+    RelevanceMassAccuracy,
+    RelevanceRankAccuracy,
+    TopKIntersection,
+)
+from xaisearch.metrics.randomisation import MPRT, EfficientMPRT, RandomLogit
+from xaisearch.metrics.robustness import AvgSensitivity, LocalLipschitz, MaxSensitivity
 
 METRICS: dict[str, type[Metric]] = {
     cls.name: cls for cls in (PixelFlipping, RelevanceMassAccuracy, RelevanceRankAccuracy, Sparseness)
 }
+METRICS.update(
+    {
+        cls.name: cls
+        for cls in (
+            RegionPerturbation,
+            FaithfulnessCorrelation,
+            Deletion,
+            Insertion,
+            Complexity,
+            EffectiveComplexity,
+            Completeness,
+        )
+    }
+)
+METRICS.update(
+    {
+        cls.name: cls
+        for cls in (
+            PointingGame,
+            AttributionLocalisation,
+            TopKIntersection,
+            AreaUnderCurve,
+            AvgSensitivity,
+            MaxSensitivity,
+            LocalLipschitz,
+            RandomLogit,
+            MPRT,
+            EfficientMPRT,
+        )
+    }
+)
 
 
 def available() -> list[str]:
@@ -42,10 +89,16 @@ def evaluate(
     y: torch.Tensor,
     a: torch.Tensor,
     s: torch.Tensor | None = None,
+    explainer: Any = None,
     **params: Any,
 ) -> torch.Tensor:
-    """One score per sample (``Tensor[B]``) of metric ``name`` for attributions ``a`` of ``x``."""
+    """One score per sample (``Tensor[B]``) of metric ``name`` for attributions ``a`` of ``x``.
+
+    ``explainer`` (for metrics that explain again): an exported composite config (path, dict,
+    ``ExplainerConfig``; built with ``xaisearch.composite_from_config`` per model) or a callable
+    ``(x, y) -> a`` (a ``ModelExplainer`` when the metric explains randomised models).
+    """
     metric = make_metric(name, **params)
     if s is not None and s.dim() == 3:
         s = s.unsqueeze(1)
-    return metric(MetricContext(x=x, y=y, a=a, s=s, model=model))
+    return metric(MetricContext(x=x, y=y, a=a, s=s, model=model, explainer=make_explainer(explainer, model)))

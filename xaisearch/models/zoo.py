@@ -11,13 +11,15 @@ from torch import nn
 from xaisearch.explain.config import ModelRef
 
 MINI_MODELS = ("mini_vgg",)
+RELATION_NETWORKS = ("relation_network", "mini_relation_network")  # VQA: fix a question before model(image)
 
 
 def available() -> list[str]:
-    """Mini models plus every torchvision classification builder."""
+    """Our own models (mini VGG, Relation Networks) plus every torchvision classification builder."""
     import torchvision
 
-    return list(MINI_MODELS) + sorted(torchvision.models.list_models(module=torchvision.models))
+    own = list(MINI_MODELS) + list(RELATION_NETWORKS)
+    return own + sorted(torchvision.models.list_models(module=torchvision.models))
 
 
 def build_architecture(ref: ModelRef) -> nn.Module:
@@ -26,10 +28,15 @@ def build_architecture(ref: ModelRef) -> nn.Module:
         from xaisearch.models.mini import mini_vgg
 
         return mini_vgg(num_classes=ref.num_classes, image_size=ref.input_shape[-1])
+    if ref.name in RELATION_NETWORKS:
+        from xaisearch.models import relation_network
+
+        return getattr(relation_network, ref.name)(num_classes=ref.num_classes)
     import torchvision
 
     if ref.name not in torchvision.models.list_models(module=torchvision.models):
-        raise ValueError(f"unknown model {ref.name!r}; use a torchvision classification builder or {MINI_MODELS}")
+        own = MINI_MODELS + RELATION_NETWORKS
+        raise ValueError(f"unknown model {ref.name!r}; use a torchvision classification builder or {own}")
     return torchvision.models.get_model(ref.name, weights=None, num_classes=ref.num_classes)
 
 

@@ -12,7 +12,6 @@ from collections.abc import Callable
 
 import torch
 
-from xaisearch.metrics.objective import weighted_objective
 from xaisearch.metrics.suite import summary
 from xaisearch.search.workbench import Workbench
 
@@ -72,7 +71,7 @@ class Objective:
         if self.multi_objective:
             return tuple(means[name] for name in self.bench.objective_metrics())
         # a NaN objective makes Optuna fail the trial (e.g. an exploding rule): never a fake score
-        return weighted_objective(means, self.bench.suite.entries)
+        return self.bench.objective_value(means)
 
     def _reporter(self, trial) -> Callable[[int, dict[str, torch.Tensor]], None]:
         total = len(self.bench.batches)
@@ -85,7 +84,7 @@ class Objective:
                 return
             size = len(self.bench.batches[index].x)
             batch_means = {name: summary(values[-size:])[0] for name, values in scores.items()}
-            value = weighted_objective(batch_means, self.bench.suite.entries)
+            value = self.bench.objective_value(batch_means)
             if math.isfinite(value):
                 trial.report(value, step=index)  # step = the fixed evaluation batch (Wilcoxon pairs by it)
             if index + 1 < total and trial.should_prune():
@@ -94,7 +93,7 @@ class Objective:
                 running = {name: summary(values)[0] for name, values in scores.items()}
                 trial.set_user_attr("pruned_after_batches", index + 1)
                 raise optuna.TrialPruned(
-                    f"pruned after {index + 1} batches at {weighted_objective(running, self.bench.suite.entries):.4f}"
+                    f"pruned after {index + 1} batches at {self.bench.objective_value(running):.4f}"
                 )
 
         return report

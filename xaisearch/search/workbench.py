@@ -18,8 +18,9 @@ from xaisearch.canonize.registry import canonizer_name_for
 from xaisearch.errors import InputError
 from xaisearch.explain.config import ExplainerConfig, ModelRef
 from xaisearch.explain.methods import attribute, build_composite
+from xaisearch.metrics.base import ModelExplainer
 from xaisearch.metrics.registry import make_metric
-from xaisearch.metrics.suite import EvalBatch, MetricSuite, WeightedMetric
+from xaisearch.metrics.suite import EvalBatch, MetricSuite, WeightedMetric, suite_entries
 from xaisearch.models.benchmark import obtain_model
 from xaisearch.search.space import SearchSpace
 from xaisearch.spec import DataSpec, StudySpec
@@ -38,6 +39,9 @@ def evaluation_batches(data: DataSpec, image_size: int, device: torch.device) ->
 
 
 def build_suite(spec: StudySpec) -> MetricSuite:
+    """The study's metrics with weights and directions, or its pinned suite (weight 1 each)."""
+    if spec.suite is not None:
+        return MetricSuite(suite_entries(spec.suite, image_size=spec.model.input_shape[-1]))
     return MetricSuite([WeightedMetric(make_metric(m.name, **m.params), m.weight, m.direction) for m in spec.metrics])
 
 
@@ -51,6 +55,7 @@ class Workbench:
     space: SearchSpace
     batches: list[EvalBatch]
     suite: MetricSuite
+    _seed_reference: list[dict[str, float]] | None = None
 
     @classmethod
     def prepare(
@@ -70,6 +75,33 @@ class Workbench:
         batches = evaluation_batches(spec.data, spec.model.input_shape[-1], device)
         return cls(spec, device, model, ref, record, space, batches, build_suite(spec))
 
+    def seed_reference(self) -> list[dict[str, float]]:
+        """Metric means of every seed composite the space expresses, computed once per worker
+        (the fixed reference of ``objective.normalisation: seed``)."""
+        if self._seed_reference is None:
+            from optuna.trial import FixedTrial
+
+            from xaisearch.metrics.suite import summary
+
+            reference = []
+            for seed in self.spec.seeds:
+                params, _ = self.space.seed_params(seed)
+                if params is not None:
+                    scores = self.score(self.space.sample(FixedTrial(params)))
+                    reference.append({name: summary(values)[0] for name, values in scores.items()})
+            if not reference:
+                raise InputError("objective.normalisation: seed needs at least one seed composite in the search space")
+            self._seed_reference = reference
+        return self._seed_reference
+
+    def objective_value(self, means: dict[str, float]) -> float:
+        """The weighted objective, normalised as the study file asks."""
+        from xaisearch.metrics.objective import weighted_objective
+
+        if self.spec.objective.normalisation == "seed":
+            return weighted_objective(means, self.suite.entries, "seed", self.seed_reference())
+        return weighted_objective(means, self.suite.entries)
+
     def objective_metrics(self) -> list[str]:
         """Metrics that are objectives of their own (multi-objective studies)."""
         return list(self.spec.objective.metrics) or self.suite.names
@@ -81,9 +113,14 @@ class Workbench:
         by_name = {entry.metric.name: entry.effective_direction for entry in self.suite.entries}
         return ["maximize" if by_name[name] == "higher" else "minimize" for name in self.objective_metrics()]
 
-    def explainer(self, config: ExplainerConfig) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def explainer(self, config: ExplainerConfig) -> ModelExplainer:
+        """``config``'s explainer on this model; randomisation metrics rebind it to randomised copies."""
         composite = build_composite(config, self.model)
-        return lambda x, y: attribute(self.model, composite, x, y)
+
+        def method(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return attribute(model, composite if model is self.model else build_composite(config, model), x, y)
+
+        return ModelExplainer(self.model, method)
 
     def score(
         self, config: ExplainerConfig, on_batch: Callable[[int, dict[str, torch.Tensor]], None] | None = None

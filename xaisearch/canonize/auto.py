@@ -1,0 +1,292 @@
+"""Canonize a model no architecture canonizer knows: ``torch.fx`` finds the structure, surgery stays in place.
+
+The trace is only used to *find* things; every change is made on the model's own modules, so
+the canonizer works inside zennit composites (which hook the model they are given) and
+``remove()`` restores it by identity, like every other canonizer.
+
+1. **BatchNorm by data flow** (not registration order, zennit #63), on a trace of the whole
+   model in which Conv/Linear/BN are always leaves:
+
+   * *left*: the BN's input is the output of a Conv/Linear that nothing else uses → fold left;
+   * *right*: the BN's output is used only as the input of Conv/Linear layers → fold right into
+     each of them (a zero-padded conv gets a border bias map, ``batchnorm.py``);
+   * anything else (BN after a ReLU or a concatenation, a module called twice, …) is listed in
+     ``plan.unfolded`` with its producer and consumers.
+
+2. **Functional residuals and gates.** A module whose own ``forward`` adds two tensors
+   (``x + y``, ``out += y``, ``torch.add``, ``Tensor.add``) or multiplies a tensor by a
+   sigmoid gate (squeeze-excitation) is traced again on its own, its submodules as leaves. In
+   that graph each addition becomes ``stack`` → a registered ``zennit.layer.Sum`` child
+   (``canonizer_sum``, ``canonizer_sum_1``, …) and each gated product a ``signal_gate``; the
+   generated code becomes the module's instance ``forward``, bound to the module itself so it
+   reads the live submodules, parameters and buffers. Other products of two tensors are left to
+   autograd and named in ``plan.notes``.
+
+Limits: the generated forward keeps what Python decided while tracing (``self.training``
+branches, shape arithmetic), which is right in eval mode, the only mode a canonized model is
+used in; a module called more than once keeps its forward (one ``Sum`` per call would be
+needed, since zennit rules store one input per module) and is named in ``plan.notes``, as are
+in-place additions whose input is read again and products without a sigmoid gate. A
+``BatchNorm1d`` is folded right into a ``Linear`` when the channel counts match; on a 3-D input
+``(B, C, L)`` with ``L == C`` that would be wrong, which the trace cannot see (``verify`` can).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections import Counter
+from collections.abc import Callable
+
+import torch
+from torch import fx, nn
+from zennit.layer import Sum
+
+from xaisearch.canonize.base import CanonizationPlan, Canonizer, ReplaceForward
+from xaisearch.canonize.batchnorm import (
+    LINEAR_TYPES,
+    FoldBatchNormRight,
+    _needs_bias_map,
+    add_left_fold,
+    batchnorm_names,
+    left_fold_problem,
+    right_fold_problem,
+)
+from xaisearch.canonize.gates import signal_gate
+from xaisearch.canonize.residual import SUM_NAME
+
+_BATCHNORM = nn.modules.batchnorm._BatchNorm
+_ADDS = {operator.add, operator.iadd, torch.add, "add", "add_"}
+_PRODUCTS = {operator.mul, operator.imul, torch.mul, "mul", "mul_"}
+_IN_PLACE = {operator.iadd, operator.imul, "add_", "mul_"}
+_GATE_FUNCTIONS = {torch.sigmoid, torch.nn.functional.sigmoid, torch.nn.functional.hardsigmoid, "sigmoid"}
+_GATE_MODULES = (nn.Sigmoid, nn.Hardsigmoid)
+_SIZE_METHODS = {"size", "dim", "numel", "nelement", "item", "tolist"}
+_SIZE_ATTRIBUTES = {"shape", "ndim", "dtype", "device"}
+_OPERATORS = {value for value in vars(operator).values() if callable(value)}
+
+
+class UntraceableModelError(ValueError):
+    """``torch.fx`` cannot trace the model, so ``auto`` cannot see its data flow."""
+
+
+class _StructureTracer(fx.Tracer):
+    """torch.fx's default leaves plus every Conv/Linear/BN/Sum, whatever package defines its subclass."""
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        return isinstance(module, (*LINEAR_TYPES, _BATCHNORM, Sum)) or super().is_leaf_module(module, qualified_name)
+
+
+class _OwnForwardTracer(fx.Tracer):
+    """Traces one module's own ``forward`` only: every submodule call stays a call."""
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        return True
+
+
+def _kind(node: fx.Node, targets: set) -> bool:
+    return node.op in ("call_function", "call_method") and node.target in targets
+
+
+def _non_tensors(graph: fx.Graph) -> set[fx.Node]:
+    """Nodes that hold sizes, dtypes or devices (``x.size(0) + 1``), not tensors."""
+    found: set[fx.Node] = set()
+    for node in graph.nodes:
+        inputs = node.all_input_nodes
+        if (
+            (node.op == "call_method" and node.target in _SIZE_METHODS)
+            or (node.op == "call_function" and node.target is getattr and node.args[1] in _SIZE_ATTRIBUTES)
+            or (node.op == "call_function" and node.target is len)
+            or (node.op == "call_function" and node.target in _OPERATORS and inputs and set(inputs) <= found)
+        ):
+            found.add(node)
+    return found
+
+
+def _operands(node: fx.Node, targets: set, non_tensors: set[fx.Node]) -> tuple[fx.Node, fx.Node] | None:
+    """The two tensor operands of an addition/product in ``targets``; ``None`` for anything else."""
+    if not _kind(node, targets) or node.kwargs.get("alpha", 1) != 1:
+        return None
+    operands = list(node.args) + ([node.kwargs["other"]] if "other" in node.kwargs else [])
+    if len(operands) != 2 or not all(isinstance(o, fx.Node) and o not in non_tensors for o in operands):
+        return None
+    return operands[0], operands[1]
+
+
+def _is_gate(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    if node.op == "call_module":
+        return isinstance(modules.get(node.target), _GATE_MODULES)
+    return _kind(node, _GATE_FUNCTIONS)
+
+
+def _gate_operands(node: fx.Node, modules: dict[str, nn.Module], non_tensors: set[fx.Node]):
+    """``(signal, gate)`` of a product whose one operand is a sigmoid, else ``None``."""
+    operands = _operands(node, _PRODUCTS, non_tensors)
+    if operands is None:
+        return None
+    first, second = (_is_gate(o, modules) for o in operands)
+    if first != second:
+        return (operands[1], operands[0]) if first else operands
+    return None
+
+
+def _owner(node: fx.Node) -> tuple[str, int]:
+    """The module whose own forward ``node`` belongs to, and how many times the trace entered it."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return "", 1
+    key, (path, _) = list(stack.items())[-1]
+    return path, 1 + (int(key.rsplit("@", 1)[1]) if "@" in key else 0)
+
+
+def _free_name(module: nn.Module, taken: dict[str, nn.Module]) -> str:
+    index = 0
+    while hasattr(module, name := f"{SUM_NAME}_{index}" if index else SUM_NAME) or name in taken:
+        index += 1
+    return name
+
+
+def _mutation_is_read_later(node: fx.Node) -> bool:
+    """An in-place ``a += b`` / ``a.add_(b)`` whose ``a`` is read again afterwards: made out of
+    place, the later reads would miss the update."""
+    if node.target not in _IN_PLACE or not isinstance(node.args[0], fx.Node):
+        return False
+    later = set()
+    cursor = node.next
+    while cursor.op != "root":
+        later.add(cursor)
+        cursor = cursor.next
+    return any(user in later for user in node.args[0].users)
+
+
+def explicit_forward(module: nn.Module, label: str) -> tuple[Callable, dict[str, nn.Module], list[str], list[str]]:
+    """``module``'s forward with tensor additions as ``Sum`` children and sigmoid products as gates.
+
+    Returns the new forward (a function of ``self``), the ``Sum`` children it calls, what changed
+    and what was left as is (and why); the module itself is not touched.
+    """
+    graph = _OwnForwardTracer().trace(module)
+    modules = dict(module.named_modules())
+    non_tensors = _non_tensors(graph)
+    children: dict[str, nn.Module] = {}
+    changes: list[str] = []
+    left: list[str] = []
+    for node in list(graph.nodes):
+        addends = _operands(node, _ADDS, non_tensors)
+        product = None if addends else _operands(node, _PRODUCTS, non_tensors)
+        if addends is None and product is None:
+            continue
+        gate = _gate_operands(node, modules, non_tensors) if product else None
+        if product and gate is None:
+            left.append(f"product `{node.name}` has no sigmoid gate: left to autograd, relevance is not conserved")
+            continue
+        if _mutation_is_read_later(node):
+            left.append(f"in-place `{node.name}` changes a tensor that is read again later: left as is")
+            continue
+        with graph.inserting_before(node):
+            if addends is not None:
+                name = _free_name(module, children)
+                children[name] = Sum(dim=-1)
+                stacked = graph.call_function(torch.stack, (graph.call_function(torch.broadcast_tensors, addends), -1))
+                replacement = graph.call_module(name, (stacked,))
+                changes.append(f"addition `{node.name}` made explicit ({label}{name})")
+            else:
+                replacement = graph.call_function(signal_gate, gate)
+                changes.append(f"product `{node.name}` made a signal-only gate")
+        node.replace_all_uses_with(replacement)
+        graph.erase_node(node)
+    graph.lint()
+    code = graph.python_code(root_module="self")
+    namespace = dict(code.globals)
+    exec(compile(code.src, f"<canonized forward of {label.rstrip('.') or type(module).__name__}>", "exec"), namespace)
+    return namespace["forward"], children, changes, left
+
+
+class AutoCanonizer(Canonizer):
+    """Folds BatchNorm found by data flow and makes functional residuals and gates explicit (see module doc)."""
+
+    name = "auto"
+
+    def plan(self, model: nn.Module) -> CanonizationPlan:
+        plan = CanonizationPlan(batchnorms=batchnorm_names(model))
+        try:
+            graph = _StructureTracer().trace(model)
+        except Exception as error:
+            reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            more = f" and {len(plan.batchnorms) - 5} more" if len(plan.batchnorms) > 5 else ""
+            raise UntraceableModelError(
+                f"canonizer 'auto' cannot trace {type(model).__name__} with torch.fx ({reason}); its BatchNorms "
+                f"{plan.batchnorms[:5]}{more} would stay unfolded. Make its forward traceable (no Python control "
+                "flow on tensor values) or use an architecture canonizer"
+            ) from error
+        modules = dict(model.named_modules())
+        right = self._fold_batchnorms(graph, model, modules, plan)
+        plan.steps += right  # after every left fold: a right fold reads the weights a left fold wrote
+        self._explicit_functionals(graph, modules, plan)
+        return plan
+
+    def _fold_batchnorms(self, graph: fx.Graph, model: nn.Module, modules: dict, plan: CanonizationPlan) -> list:
+        calls = Counter(node.target for node in graph.nodes if node.op == "call_module")
+        aliases = Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
+        right_steps = []
+        for node in graph.nodes:
+            norm = modules.get(node.target) if node.op == "call_module" else None
+            if not isinstance(norm, _BATCHNORM):
+                continue
+            if calls[node.target] > 1:
+                plan.unfolded[node.target] = f"called {calls[node.target]} times; one fold cannot serve every call"
+                continue
+            producer = node.args[0] if node.args else None
+            is_call = isinstance(producer, fx.Node) and producer.op == "call_module"
+            source = modules.get(producer.target) if is_call else None
+            left = left_fold_problem(source, norm) if source is not None else "its input is not a module's output"
+            if left is None and (len(producer.users) > 1 or calls[producer.target] > 1):
+                left = f"{producer.target}'s output is used elsewhere too"
+            if left is None:
+                add_left_fold(plan, producer.target, source, node.target, norm)
+                continue
+            right = None
+            for user in node.users:
+                layer = modules.get(user.target) if user.op == "call_module" else None
+                if layer is None:
+                    right = f"its output feeds `{user.name}`, not a module"
+                elif user.args != (node,) or user.kwargs or calls[user.target] > 1:
+                    right = f"{user.target} takes it other than as its single input, or is called more than once"
+                elif _needs_bias_map(layer) and aliases[id(layer)] > 1:
+                    right = f"{user.target} is registered under several names and cannot be swapped"
+                else:
+                    right = right_fold_problem(norm, layer)
+                if right is not None:
+                    break
+            if right is None and node.users:
+                layers = [(u.target, modules[u.target.rpartition(".")[0]], modules[u.target]) for u in node.users]
+                right_steps.append(FoldBatchNormRight(norm, node.target, layers))
+                plan.folded.append(node.target)
+            else:
+                plan.unfolded[node.target] = f"left: {left}; right: {right or 'its output is unused'}"
+        for name in plan.batchnorms:
+            if name not in plan.folded and name not in plan.unfolded:
+                plan.unfolded[name] = "never called in forward (per the torch.fx trace)"
+        return right_steps
+
+    def _explicit_functionals(self, graph: fx.Graph, modules: dict, plan: CanonizationPlan) -> None:
+        non_tensors = _non_tensors(graph)
+        owners: dict[str, int] = {}
+        for node in graph.nodes:
+            if _operands(node, _ADDS, non_tensors) or _operands(node, _PRODUCTS, non_tensors):
+                path, call = _owner(node)
+                owners[path] = max(owners.get(path, 0), call)
+        for path, calls in owners.items():
+            label = f"{path}." if path else ""
+            if calls > 1:
+                plan.notes.append(f"{path or 'model'}: called {calls} times; its additions/products are left as is")
+                continue
+            try:
+                forward, children, changes, left = explicit_forward(modules[path], label)
+            except Exception as error:
+                plan.notes.append(f"{path or 'model'}: cannot trace its own forward ({error}); left as is")
+                continue
+            plan.notes += [f"{path or 'model'}: {reason}" for reason in left]
+            if changes:
+                plan.steps.append(
+                    ReplaceForward(modules[path], forward, children, f"{path or 'model'}: " + "; ".join(changes))
+                )

@@ -1,0 +1,313 @@
+"""DenseNet canonizers (torchvision ``DenseNet``; Pahde et al. 2023, canonization.md §7).
+
+DenseNet is pre-activation: every ``norm1`` and transition ``norm`` acts on a functional
+``torch.cat`` of earlier feature maps and is followed by ReLU → Conv, and the head calls
+``F.relu`` and ``F.adaptive_avg_pool2d``. Only ``conv0 → norm0`` and ``conv1 → norm2`` can fold
+left. The variants (registered as ``densenet.<variant>``):
+
+* ``head_only``: the module-form head (ReLU and AdaptiveAvgPool2d as modules, so LRP's Pass and
+  Norm attach; without them about 7 % of relevance leaks). The paper's baseline arm.
+* ``thresh_seq``: head, then every BN → ReLU → Conv/Linear merged right through a thresholded
+  ReLU (``norm1``, ``norm2``, transitions, ``norm5``), then ``norm0`` folded left. ``norm2``
+  lands in the zero-padded 3×3 ``conv2``, which becomes a ``BorderBiasConv2d`` whose border bias
+  map is its own ``bias`` (the reference's forward hook was invisible to LRP rules, §7.4). The
+  variant the reference code marks as reproducing the paper; the registry's default.
+* ``seq_thresh``: head, ``norm0`` and every ``norm2`` folded left, then the remaining 62
+  (densenet121) merged right through thresholds into unpadded 1×1 convs and the classifier: no
+  bias maps.
+* ``untangled`` (§7.5): no thresholds inside the blocks. Each ``conv2`` (and each transition
+  ``conv``) gets one output group per later consumer, with that consumer's BN slice folded left
+  into it, and the block forward routes each consumer its own groups. This is the reference's
+  per-consumer ``conv2`` copies stacked into one module under the original name, so name-based
+  rules attach and give the same relevance as separate copies (rules act per output channel).
+  Only the stem's channels, which reach block 1 through max pooling, keep thresholded ReLUs.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import torch
+from torch import nn
+from torchvision.models.densenet import DenseNet, _DenseBlock, _DenseLayer, _Transition
+
+from xaisearch.canonize._merge_right import (
+    BatchNorm,
+    FoldSliceRight,
+    OrderedCanonizer,
+    StepSequence,
+    SwapChild,
+    is_padded,
+    right_merge_problem,
+    scale_shift,
+    threshold_relu,
+)
+from xaisearch.canonize.base import CanonizationPlan, ReplaceForward
+from xaisearch.canonize.batchnorm import IdentityBatchNorm, add_left_fold, batchnorm_names, report_unfolded
+
+DenseNetVariant = Literal["head_only", "thresh_seq", "seq_thresh", "untangled"]
+VARIANTS: tuple[str, ...] = get_args(DenseNetVariant)
+HEAD_RELU, HEAD_POOL = "head_relu", "head_pool"
+NO_STATISTICS = "no running statistics (track_running_stats=False): its eval output depends on the batch"
+
+
+def _module_head_forward(self: DenseNet, x: torch.Tensor) -> torch.Tensor:
+    """torchvision's ``DenseNet.forward`` with its functional ReLU and pooling as modules."""
+    return self.classifier(torch.flatten(getattr(self, HEAD_POOL)(getattr(self, HEAD_RELU)(self.features(x))), 1))
+
+
+def _untangled_block_forward(
+    block: _DenseBlock, init_features: torch.Tensor, *, width: int, growth: int, shared_input: bool
+) -> torch.Tensor:
+    """``_DenseBlock.forward`` untangled: consumer j (each dense layer, then the block's exit)
+    receives its own channel group from every producer, with its BN slice already folded in.
+    ``shared_input``: the block input is the stem's, one tensor for all consumers."""
+    layers = list(block.values())
+    inputs = [init_features] * (len(layers) + 1) if shared_input else list(init_features.split(width, dim=1))
+    if len(inputs) != len(layers) + 1:
+        raise RuntimeError(f"untangled dense block expected {len(layers) + 1} input groups, got {len(inputs)}")
+    received = [[features] for features in inputs]
+    for index, layer in enumerate(layers):
+        for offset, features in enumerate(layer(received[index]).split(growth, dim=1)):
+            received[index + 1 + offset].append(features)
+    return torch.cat(received[-1], 1)
+
+
+def _widened(norms: list[BatchNorm], channels: slice) -> Callable[[nn.Module], nn.Module]:
+    """A ``SwapChild`` factory: ``conv`` with one output group per BN, that BN's ``channels`` folded left."""
+
+    def make(conv: nn.Module) -> nn.Module:
+        if not isinstance(conv, nn.Conv2d) or conv.groups != 1:
+            raise ValueError(f"untangling widens an ungrouped Conv2d, found {conv}")
+        weight = conv.weight.detach().double()
+        bias = conv.bias.detach().double() if conv.bias is not None else weight.new_zeros(len(weight))
+        affines = [scale_shift(norm, channels) for norm in norms]
+        wide = nn.Conv2d(
+            conv.in_channels,
+            len(weight) * len(norms),
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            bias=True,
+            padding_mode=conv.padding_mode,
+            device="meta",
+        )
+        dtype, grad = conv.weight.dtype, conv.weight.requires_grad
+        wide.weight = nn.Parameter(torch.cat([weight * s.view(-1, 1, 1, 1) for s, _ in affines]).to(dtype), grad)
+        wide.bias = nn.Parameter(torch.cat([s * bias + t for s, t in affines]).to(dtype), grad)
+        return wide
+
+    return make
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """A child addressed by its parent, so a step finds whatever an earlier step put there."""
+
+    parent: nn.Module
+    name: str
+    path: str
+
+
+@dataclass(frozen=True)
+class _PreActivation:
+    """BN → ReLU → Conv/Linear (through the head's average pool for ``norm5``)."""
+
+    norm_name: str
+    norm: BatchNorm
+    relu: _Slot
+    linear: _Slot
+
+
+@dataclass(frozen=True)
+class _Block:
+    name: str
+    block: _DenseBlock
+    layers: list[tuple[str, _DenseLayer]]
+    exit: _PreActivation  # the next transition's norm → relu → conv, or norm5 → head ReLU → classifier
+    entry: _Slot | None  # the conv of the transition before it; None: fed by the stem
+
+    def consumers(self) -> list[_PreActivation]:
+        """Every BN that reads this block's concatenation: each layer's ``norm1``, then the exit."""
+        return [_pre_activation(name, layer, "1") for name, layer in self.layers] + [self.exit]
+
+
+def _pre_activation(name: str, layer: _DenseLayer, index: str) -> _PreActivation:
+    return _PreActivation(
+        f"{name}.norm{index}",
+        getattr(layer, f"norm{index}"),
+        _Slot(layer, f"relu{index}", f"{name}.relu{index}"),
+        _Slot(layer, f"conv{index}", f"{name}.conv{index}"),
+    )
+
+
+def _dense_blocks(model: DenseNet) -> list[_Block]:
+    """The dense blocks of ``model.features`` in data-flow order, with what feeds and reads them."""
+    children = list(model.features.named_children())
+    blocks, entry = [], None
+    for index, (name, child) in enumerate(children):
+        if isinstance(child, _Transition):
+            if not isinstance(child.pool, nn.AvgPool2d) or child.pool.padding not in (0, (0, 0)):
+                raise ValueError(f"features.{name}.pool must be an unpadded AvgPool2d, found {child.pool}")
+            entry = _Slot(child, "conv", f"features.{name}.conv")
+        if not isinstance(child, _DenseBlock):
+            continue
+        next_name, following = children[index + 1] if index + 1 < len(children) else ("", None)
+        if isinstance(following, _Transition):
+            block_exit = _PreActivation(
+                f"features.{next_name}.norm",
+                following.norm,
+                _Slot(following, "relu", f"features.{next_name}.relu"),
+                _Slot(following, "conv", f"features.{next_name}.conv"),
+            )
+        elif isinstance(following, BatchNorm):
+            block_exit = _PreActivation(
+                f"features.{next_name}",
+                following,
+                _Slot(model, HEAD_RELU, HEAD_RELU),
+                _Slot(model, "classifier", "classifier"),
+            )
+        else:
+            raise ValueError(f"features.{name} is followed by {type(following).__name__}, not a transition or norm5")
+        layers = [(f"features.{name}.{key}", layer) for key, layer in child.items()]
+        blocks.append(_Block(f"features.{name}", child, layers, block_exit, entry))
+    if not blocks or not isinstance(getattr(model.features, "norm0", None), BatchNorm):
+        raise ValueError("not a torchvision DenseNet layout: need features.conv0/norm0 and dense blocks")
+    return blocks
+
+
+class DenseNetCanonizer(OrderedCanonizer):
+    """Canonizes a torchvision ``DenseNet`` in one of ``VARIANTS`` (module docstring)."""
+
+    def __init__(self, variant: DenseNetVariant = "thresh_seq") -> None:
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown DenseNet canonizer variant {variant!r}; choose one of {VARIANTS}")
+        self.variant = variant
+        self.name = f"densenet.{variant}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.variant!r})"
+
+    def plan(self, model: nn.Module) -> CanonizationPlan:
+        if not isinstance(model, DenseNet):
+            raise ValueError(f"canonizer {self.name!r} needs a torchvision DenseNet, got {type(model).__name__}")
+        blocks = _dense_blocks(model)
+        plan = CanonizationPlan(batchnorms=batchnorm_names(model))
+        head = {HEAD_RELU: nn.ReLU(), HEAD_POOL: nn.AdaptiveAvgPool2d((1, 1))}
+        plan.steps.append(
+            ReplaceForward(model, _module_head_forward, head, "head: functional ReLU and average pooling as modules")
+        )
+        stem = ("features.conv0", model.features.conv0, "features.norm0", model.features.norm0)
+        layers = [layer for block in blocks for layer in block.layers]
+        norm2_left = [(f"{name}.conv1", layer.conv1, f"{name}.norm2", layer.norm2) for name, layer in layers]
+        if self.variant == "thresh_seq":
+            for block in blocks:
+                for name, layer in block.layers:
+                    self._threshold(plan, _pre_activation(name, layer, "1"))
+                    self._threshold(plan, _pre_activation(name, layer, "2"))
+                self._threshold(plan, block.exit)
+            add_left_fold(plan, *stem)
+        elif self.variant == "seq_thresh":
+            for left in [stem, *norm2_left]:
+                add_left_fold(plan, *left)
+            for chain in [chain for block in blocks for chain in block.consumers()]:
+                self._threshold(plan, chain)
+        elif self.variant == "untangled":
+            for left in [stem, *norm2_left]:
+                add_left_fold(plan, *left)
+            self._untangle(plan, blocks)
+        baseline = "densenet.head_only is the baseline arm: BatchNorm stays, and LRP rules pass it"
+        report_unfolded(plan, baseline if self.variant == "head_only" else "not reached by the canonizer")
+        return plan
+
+    @staticmethod
+    def _threshold(plan: CanonizationPlan, chain: _PreActivation) -> None:
+        """BN → ReLU → Linear becomes identity → ThresholdedReLU → Linear' (canonization.md §2.3)."""
+        linear = chain.linear.parent._modules[chain.linear.name]
+        problem = NO_STATISTICS if chain.norm.running_mean is None else right_merge_problem(linear)
+        if problem is None and linear.weight.shape[1] != chain.norm.num_features:
+            problem = (
+                f"{chain.norm.num_features} channels, but {chain.linear.path} takes {linear.weight.shape[1]} inputs"
+            )
+        if problem is not None:
+            plan.unfolded[chain.norm_name] = problem
+            return
+        border = " (border bias map)" if is_padded(linear) else ""
+        relu = SwapChild(
+            chain.relu.parent,
+            chain.relu.name,
+            threshold_relu(chain.norm, chain.norm.num_features),
+            f"{chain.relu.path}: thresholded ReLU of {chain.norm_name}",
+        )
+        merge = FoldSliceRight(
+            chain.norm,
+            chain.linear.parent,
+            chain.linear.name,
+            f"{chain.norm_name}: merged right into {chain.linear.path}{border}",
+            after_relu=True,
+        )
+        identity = IdentityBatchNorm(chain.norm, chain.norm_name)
+        plan.steps.append(StepSequence([relu, merge, identity], f"{merge.description}, through {chain.relu.path}"))
+        plan.folded.append(chain.norm_name)
+
+    @staticmethod
+    def _untangle(plan: CanonizationPlan, blocks: list[_Block]) -> None:
+        """Pahde et al.'s ``UntanglingCanonizer`` (canonization.md §7.5) as widened modules."""
+        consumers_by_block = [block.consumers() for block in blocks]
+        missing = [c.norm_name for cs in consumers_by_block for c in cs if c.norm.running_mean is None]
+        if missing:
+            raise ValueError(f"densenet.untangled needs every BatchNorm's running statistics; missing in {missing}")
+        for block, consumers in zip(blocks, consumers_by_block):
+            width, growth = consumers[0].norm.num_features, block.layers[0][1].conv2.out_channels
+            for index, (name, layer) in enumerate(block.layers):
+                later = [c.norm for c in consumers[index + 1 :]]
+                channels = slice(width + index * growth, width + (index + 1) * growth)
+                plan.steps.append(
+                    SwapChild(
+                        layer,
+                        "conv2",
+                        _widened(later, channels),
+                        f"{name}.conv2: {len(later)} output groups, one per later consumer",
+                    )
+                )
+            stem_channels = slice(0, width)
+            if block.entry is None:  # the stem reaches block 1 through max pooling: merge right, thresholded
+                for c in consumers:
+                    relu = SwapChild(
+                        c.relu.parent,
+                        c.relu.name,
+                        threshold_relu(c.norm, c.norm.num_features, stem_channels),
+                        f"{c.relu.path}: thresholded ReLU on the stem channels of {c.norm_name}",
+                    )
+                    merge = FoldSliceRight(
+                        c.norm,
+                        c.linear.parent,
+                        c.linear.name,
+                        f"{c.norm_name}[:{width}]: merged right into {c.linear.path}",
+                        channels=stem_channels,
+                        columns=[stem_channels],
+                        after_relu=True,
+                    )
+                    plan.steps.append(StepSequence([relu, merge], merge.description))
+            else:
+                plan.steps.append(
+                    SwapChild(
+                        block.entry.parent,
+                        block.entry.name,
+                        _widened([c.norm for c in consumers], stem_channels),
+                        f"{block.entry.path}: {len(consumers)} output groups, one per consumer",
+                    )
+                )
+            forward = functools.partial(
+                _untangled_block_forward, width=width, growth=growth, shared_input=block.entry is None
+            )
+            plan.steps.append(
+                ReplaceForward(block.block, forward, {}, f"{block.name}: routes each consumer its groups")
+            )
+        for c in [c for consumers in consumers_by_block for c in consumers]:
+            plan.steps.append(IdentityBatchNorm(c.norm, c.norm_name))
+            plan.folded.append(c.norm_name)
