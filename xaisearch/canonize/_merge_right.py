@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xaisearch.canonize.base import Canonizer, SurgeryStep, swap_tensor
+from xaisearch.canonize.base import SurgeryStep, swap_tensor
 from xaisearch.canonize.batchnorm import batchnorm_affine
 
 BatchNorm = nn.modules.batchnorm._BatchNorm
@@ -244,35 +244,6 @@ class FoldSliceRight(SurgeryStep):
         self._saved.clear()
 
 
-class StepSequence(SurgeryStep):
-    """Steps that build on each other: registered in order, atomically, and removed in reverse."""
-
-    def __init__(self, steps: Sequence[SurgeryStep], description: str = "") -> None:
-        self.steps = list(steps)
-        self.description = description or "; ".join(step.description for step in self.steps)
-        self._applied: list[SurgeryStep] = []
-
-    @classmethod
-    def registered(cls, steps: Sequence[SurgeryStep], description: str) -> StepSequence:
-        """A handle for steps that are already registered, which removes them last-first."""
-        sequence = cls(steps, description)
-        sequence._applied = list(steps)
-        return sequence
-
-    def register(self) -> None:
-        try:
-            for step in self.steps:
-                step.register()
-                self._applied.append(step)
-        except BaseException:
-            self.remove()
-            raise
-
-    def remove(self) -> None:
-        while self._applied:
-            self._applied.pop().remove()
-
-
 def threshold_relu(norm: BatchNorm, width: int, channels: slice | None = None) -> Callable[[nn.Module], nn.Module]:
     """A factory for ``SwapChild``: the ``ThresholdedReLU`` of ``norm`` (its ``channels``) over
     ``width`` input channels; channels outside ``channels`` keep a plain ReLU (``s=1, t=0``)."""
@@ -287,17 +258,3 @@ def threshold_relu(norm: BatchNorm, width: int, channels: slice | None = None) -
         return ThresholdedReLU(full_scale, full_shift, dtype=norm.running_mean.dtype)
 
     return make
-
-
-class OrderedCanonizer(Canonizer):
-    """A canonizer whose steps build on one another (a ReLU swapped in by one step is replaced by the
-    next; a weight folded twice), so they must be undone last-first.
-
-    zennit's ``Composite.remove`` undoes a canonizer's handles first-to-last (canonization.md §3),
-    so ``apply`` returns a single handle that undoes every step in reverse; the per-step list
-    stays in ``plan(model).steps``.
-    """
-
-    def apply(self, root_module: nn.Module) -> list[SurgeryStep]:
-        steps = super().apply(root_module)
-        return [StepSequence.registered(steps, f"{self.name}: {len(steps)} steps")]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import abc
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -49,6 +49,35 @@ class CanonizationPlan:
     notes: list[str] = field(default_factory=list)  # other structure left as it is, and why
 
 
+class StepSequence(SurgeryStep):
+    """Steps that build on each other: registered in order, atomically, and removed in reverse."""
+
+    def __init__(self, steps: Sequence[SurgeryStep], description: str = "") -> None:
+        self.steps = list(steps)
+        self.description = description or "; ".join(step.description for step in self.steps)
+        self._applied: list[SurgeryStep] = []
+
+    @classmethod
+    def registered(cls, steps: Sequence[SurgeryStep], description: str) -> StepSequence:
+        """A handle for steps that are already registered, which removes them last-first."""
+        sequence = cls(steps, description)
+        sequence._applied = list(steps)
+        return sequence
+
+    def register(self) -> None:
+        try:
+            for step in self.steps:
+                step.register()
+                self._applied.append(step)
+        except BaseException:
+            self.remove()
+            raise
+
+    def remove(self) -> None:
+        while self._applied:
+            self._applied.pop().remove()
+
+
 class Canonizer(ZennitCanonizer):
     """Base class: subclasses implement ``plan``; applying and removing are shared and atomic."""
 
@@ -59,6 +88,13 @@ class Canonizer(ZennitCanonizer):
         """Find the surgery for ``model`` without touching it."""
 
     def apply(self, root_module: nn.Module) -> list[SurgeryStep]:
+        """Register every planned step; return **one** handle that removes them last-first.
+
+        Steps may build on each other (a weight folded from the left, then from the right; a
+        module swapped in by one step and replaced by the next), and zennit's
+        ``Composite.remove`` undoes a canonizer's handles first-to-last: a single reversing
+        handle makes removal exact under zennit and under ``verify`` alike.
+        """
         if root_module.training:
             raise ValueError(
                 f"canonizer {self.name!r}: the model is in train mode; call model.eval() first "
@@ -73,7 +109,7 @@ class Canonizer(ZennitCanonizer):
             for step in reversed(applied):
                 step.remove()
             raise
-        return applied
+        return [StepSequence.registered(applied, f"{self.name}: {len(applied)} steps")]
 
     def register(self) -> None:  # zennit's abstract per-instance hooks; our steps carry them
         raise NotImplementedError("apply a Canonizer to a model; its steps register themselves")

@@ -37,15 +37,13 @@ from torchvision.models.densenet import DenseNet, _DenseBlock, _DenseLayer, _Tra
 from xaisearch.canonize._merge_right import (
     BatchNorm,
     FoldSliceRight,
-    OrderedCanonizer,
-    StepSequence,
     SwapChild,
     is_padded,
     right_merge_problem,
     scale_shift,
     threshold_relu,
 )
-from xaisearch.canonize.base import CanonizationPlan, ReplaceForward
+from xaisearch.canonize.base import CanonizationPlan, Canonizer, ReplaceForward, StepSequence
 from xaisearch.canonize.batchnorm import IdentityBatchNorm, add_left_fold, batchnorm_names, report_unfolded
 
 DenseNetVariant = Literal["head_only", "thresh_seq", "seq_thresh", "untangled"]
@@ -180,7 +178,7 @@ def _dense_blocks(model: DenseNet) -> list[_Block]:
     return blocks
 
 
-class DenseNetCanonizer(OrderedCanonizer):
+class DenseNetCanonizer(Canonizer):
     """Canonizes a torchvision ``DenseNet`` in one of ``VARIANTS`` (module docstring)."""
 
     def __init__(self, variant: DenseNetVariant = "thresh_seq") -> None:

@@ -22,15 +22,13 @@ from torch import nn
 from xaisearch.canonize._merge_right import (
     BatchNorm,
     FoldSliceRight,
-    OrderedCanonizer,
-    StepSequence,
     right_merge_problem,
 )
-from xaisearch.canonize.base import CanonizationPlan
+from xaisearch.canonize.base import CanonizationPlan, Canonizer, StepSequence
 from xaisearch.canonize.batchnorm import LINEAR_TYPES, FoldBatchNormLeft, IdentityBatchNorm
 
 
-class RelationNetworkCanonizer(OrderedCanonizer):
+class RelationNetworkCanonizer(Canonizer):
     """Folds every BN of a ``RelationNetwork``'s stem (module docstring)."""
 
     name = "relation_network"
