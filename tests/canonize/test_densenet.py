@@ -16,10 +16,11 @@ from zennit.rules import Epsilon, Pass
 from zennit.types import Activation, BatchNorm
 from zennit.types import Linear as AnyLinear
 
+from tests.canonize.architectures import zennit_guard
 from xaisearch.canonize import canonizer_name_for, get_canonizer, verify_canonizer
-from xaisearch.canonize._merge_right import BorderBiasConv2d, FoldSliceRight, ThresholdedReLU, scale_shift
+from xaisearch.canonize._merge_right import FoldSliceRight, ThresholdedReLU, scale_shift
 from xaisearch.canonize.base import SurgeryStep
-from xaisearch.canonize.batchnorm import IdentityBatchNorm
+from xaisearch.canonize.batchnorm import BiasMapConv2d, IdentityBatchNorm
 from xaisearch.canonize.densenet import VARIANTS
 from xaisearch.canonize.verify import _snapshot, randomize_batchnorm, restore_problems, structure_snapshot
 
@@ -82,7 +83,7 @@ def test_densenet121_in_both_orders_matches_the_reference_counts():
     for name, border_maps, thresholds in [("densenet.thresh_seq", 58, 120), ("densenet.seq_thresh", 0, 62)]:
         handles = get_canonizer(name).apply(model)
         modules = list(model.modules())
-        assert sum(isinstance(m, BorderBiasConv2d) for m in modules) == border_maps
+        assert sum(isinstance(m, BiasMapConv2d) for m in modules) == border_maps
         assert sum(isinstance(m, ThresholdedReLU) for m in modules) == thresholds
         for handle in handles:
             handle.remove()
@@ -128,12 +129,37 @@ def test_border_bias_map_is_exact_for_every_input_size(kernel, padding):
     canonized = copy.deepcopy(original)
     FoldSliceRight(canonized[0], canonized, "1", "test").register()
     IdentityBatchNorm(canonized[0]).register()
-    assert isinstance(canonized[1], BorderBiasConv2d)
+    assert isinstance(canonized[1], BiasMapConv2d)
     smallest = [max(1, k - 2 * p) for k, p in zip(kernel, padding)]
     for height in range(smallest[0], 8):
         for width in range(smallest[1], 7):
             x = torch.randn(2, 4, height, width, generator=generator, dtype=torch.float64)
             torch.testing.assert_close(canonized(x), original(x), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("stride, dilation, padding", [(2, 1, 1), (1, 2, 2), (2, 1, "valid"), (1, 1, "same")])
+def test_a_batchnorm_slice_merges_into_chosen_columns_of_any_padded_conv(stride, dilation, padding):
+    """The Relation Network's two-slot fold through the shared bias-map fold: channels [1:3) of a
+    BN into input columns [0:2) and [3:5) of a conv with stride/dilation/'same' padding; the other
+    columns are untouched, and ``remove()`` puts the very same module and parameters back."""
+    generator = torch.Generator().manual_seed(0)
+    norm = nn.BatchNorm2d(4).double().eval()
+    randomize_batchnorm(norm, generator)
+    conv = nn.Conv2d(6, 3, 3, stride=stride, padding=padding, dilation=dilation).double()
+    parent = nn.Module()
+    parent.conv = conv
+    weight, bias, original = conv.weight, conv.bias, copy.deepcopy(conv)
+    step = FoldSliceRight(norm, parent, "conv", "test", channels=slice(1, 3), columns=[slice(0, 2), slice(3, 5)])
+    step.register()
+    assert type(parent.conv) is (nn.Conv2d if padding == "valid" else BiasMapConv2d)
+    for size in (5, 8, 9):
+        x = torch.randn(2, 6, size, size, generator=generator, dtype=torch.float64)
+        normed = norm(torch.cat([x[:, :1], x[:, :2], x[:, 2:3]], 1))[:, 1:3]  # BN channels [1:3) of x[:, :2]
+        normed_too = norm(torch.cat([x[:, :1], x[:, 3:5], x[:, 2:3]], 1))[:, 1:3]
+        expected = original(torch.cat([normed, x[:, 2:3], normed_too, x[:, 5:]], 1))
+        torch.testing.assert_close(parent.conv(x), expected, rtol=0, atol=1e-12)
+    step.remove()
+    assert parent.conv is conv and conv.weight is weight and conv.bias is bias
 
 
 def test_lrp_rules_see_the_border_bias_map():
@@ -147,6 +173,7 @@ def test_lrp_rules_see_the_border_bias_map():
     FoldSliceRight(model[0], model, "1", "test").register()
     IdentityBatchNorm(model[0]).register()
     conv = model[1]
+    assert isinstance(conv, BiasMapConv2d)
     assert dict(conv.named_parameters())["bias"] is conv.bias
     x = torch.randn(1, 4, 5, 6, generator=generator, dtype=torch.float64)
     bias_map = conv(x) - F.conv2d(x, conv.weight, padding=1)
@@ -194,7 +221,7 @@ def test_zennit_composite_restores_the_model_after_attribution(name, random_bn_d
     tree = module_tree(model)
     x = torch.rand(2, 3, 32, 32)
     before = model(x)
-    with Gradient(model, EpsilonPlusFlat(canonizers=[get_canonizer(name)])) as attributor:
+    with zennit_guard(model), Gradient(model, EpsilonPlusFlat(canonizers=[get_canonizer(name)])) as attributor:
         attributor(x.clone(), torch.eye(5)[[0, 1]])
     assert restore_problems(model, identities, state, structure) == []
     assert module_tree(model) == tree and "forward" not in vars(model)

@@ -14,6 +14,7 @@ from zennit.rules import Epsilon, Norm, Pass
 from zennit.types import Activation, AvgPool, BatchNorm
 from zennit.types import Linear as AnyLinear
 
+from tests.canonize.architectures import zennit_guard
 from xaisearch.canonize import get_canonizer, verify_canonizer
 from xaisearch.canonize.base import SurgeryStep
 from xaisearch.canonize.relation_network import RelationNetworkCanonizer
@@ -105,7 +106,7 @@ def test_zennit_composite_restores_the_model_after_attribution(model):
     structure = structure_snapshot(model)
     x = torch.rand(2, 3, 80, 80)
     before = model(x)
-    with Gradient(model, EpsilonPlusFlat(canonizers=[RelationNetworkCanonizer()])) as attributor:
+    with zennit_guard(model), Gradient(model, EpsilonPlusFlat(canonizers=[RelationNetworkCanonizer()])) as attributor:
         attributor(x.clone(), torch.eye(28)[[0, 1]])
     assert restore_problems(model, identities, state, structure) == []
     assert torch.equal(model(x), before)

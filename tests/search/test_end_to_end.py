@@ -12,9 +12,12 @@ from xaisearch.explain.config import ExplainerConfig
 from xaisearch.search.study import SEED_NAME_ATTR
 
 
+def journal_storage(out):
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(out / "optuna.journal")))
+
+
 def trials_in(out):
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(out / "optuna.journal")))
-    return optuna.load_study(study_name="tiny", storage=storage).trials
+    return optuna.load_study(study_name="tiny", storage=journal_storage(out)).trials
 
 
 def test_three_trials_end_to_end_then_resume(tiny_study, write_study, tmp_path, capsys):
@@ -80,3 +83,23 @@ def test_unknown_study_is_a_one_line_error(tmp_path, capsys):
     )
     assert main(["status", "--study", "missing", "--storage", str(journal)]) == 2
     assert "study 'missing' not found" in capsys.readouterr().err
+
+
+def test_a_rerun_recovers_a_trial_left_running_by_a_killed_run(tiny_study, write_study, tmp_path, capsys):
+    import socket
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    study_file = write_study(tiny_study)
+    assert main(["run", str(study_file), "--out", str(out), "--n-trials", "1"]) == 0
+    study = optuna.load_study(study_name="tiny", storage=journal_storage(out))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = study.ask({})  # what a `kill -9`ed run leaves behind: RUNNING, its worker gone
+    orphan.set_user_attr("worker", f"{socket.gethostname()}:{gone.stdout.strip()}")
+    assert main(["run", str(study_file), "--out", str(out), "--n-trials", "2"]) == 0
+    assert f"trial {orphan.number} was left running" in capsys.readouterr().out
+    trials = optuna.load_study(study_name="tiny", storage=journal_storage(out)).trials
+    assert trials[orphan.number].state == optuna.trial.TrialState.FAIL
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) == 2
+    assert any(t.user_attrs.get("retry_of") == orphan.number for t in trials)

@@ -45,10 +45,10 @@ from xaisearch.canonize.base import CanonizationPlan, Canonizer, ReplaceForward
 from xaisearch.canonize.batchnorm import (
     LINEAR_TYPES,
     FoldBatchNormRight,
-    _needs_bias_map,
     add_left_fold,
     batchnorm_names,
     left_fold_problem,
+    needs_bias_map,
     right_fold_problem,
 )
 from xaisearch.canonize.gates import signal_gate
@@ -251,7 +251,7 @@ class AutoCanonizer(Canonizer):
                     right = f"its output feeds `{user.name}`, not a module"
                 elif user.args != (node,) or user.kwargs or calls[user.target] > 1:
                     right = f"{user.target} takes it other than as its single input, or is called more than once"
-                elif _needs_bias_map(layer) and aliases[id(layer)] > 1:
+                elif needs_bias_map(layer) and aliases[id(layer)] > 1:
                     right = f"{user.target} is registered under several names and cannot be swapped"
                 else:
                     right = right_fold_problem(norm, layer)

@@ -12,10 +12,15 @@ five times faster on large models than a float64 round trip of every weight).
 Merging right (canonization.md §2.2) scales the *input* channels, ``W'[:, c] = W[:, c]·s_c``, and
 adds the shift's contribution to the bias: exactly for Linear and unpadded convs, through a
 border-dependent bias table inside the layer (``BiasMapConvNd``) for zero-padded ones. Grouped
-convolutions are refused with a reason.
+convolutions are refused with a reason. ``fold_right_into`` is the one implementation of that
+fold: ``FoldBatchNormRight`` (whole BNs, the ``auto`` canonizer) and ``_merge_right``'s
+``FoldSliceRight`` (BN slices into chosen input columns, thresholded ReLUs: DenseNet, Relation
+Network) both call it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -242,25 +247,88 @@ class BiasMapConv3d(_BiasMap, nn.Conv3d):
 BIAS_MAP_TYPES: dict[type, type] = {nn.Conv1d: BiasMapConv1d, nn.Conv2d: BiasMapConv2d, nn.Conv3d: BiasMapConv3d}
 
 
-def _needs_bias_map(layer: nn.Module) -> bool:
+def needs_bias_map(layer: nn.Module) -> bool:
+    """Whether a BN folded right into ``layer`` needs a border bias map: a zero-padded conv."""
     if not isinstance(layer, nn.modules.conv._ConvNd) or layer.padding_mode != "zeros":
         return False  # Linear; reflect/replicate/circular padding pads BN outputs, so the shift is exact
     return layer.padding == "same" or (layer.padding != "valid" and any(p > 0 for p in layer.padding))
 
 
-def right_fold_problem(norm: nn.Module, layer: nn.Module) -> str | None:
-    """Why ``norm`` cannot be folded into ``layer``, which it feeds, or ``None`` if it can."""
-    problem = _norm_problem(norm)
-    if problem is not None:
-        return problem
+def right_fold_layer_problem(layer: nn.Module) -> str | None:
+    """Why no BN (or per-channel affine map) can be folded into ``layer`` from the right, or ``None``."""
+    if isinstance(layer, _BiasMap):
+        return f"it feeds a {type(layer).__name__}, which already holds a merged BatchNorm's bias map"
     if type(layer) not in (nn.Linear, *BIAS_MAP_TYPES):
         return f"it feeds a {type(layer).__name__}; merging to the right supports Linear and Conv1d/2d/3d only"
     if getattr(layer, "groups", 1) != 1:
         return f"it feeds a grouped convolution (groups={layer.groups}); merging to the right needs groups=1"
+    return None
+
+
+def right_fold_problem(norm: nn.Module, layer: nn.Module) -> str | None:
+    """Why ``norm`` cannot be folded into ``layer``, which it feeds, or ``None`` if it can."""
+    problem = _norm_problem(norm) or right_fold_layer_problem(layer)
+    if problem is not None:
+        return problem
     inputs = layer.weight.shape[1]
     if inputs != norm.num_features:
         return f"{norm.num_features} channels, but the layer after it takes {inputs} inputs"
     return None
+
+
+def folded_right(layer: nn.Module, scale: torch.Tensor, shift: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of ``layer`` with the per-input-channel map ``x ↦ s·x + t`` before it folded in.
+
+    ``scale``/``shift`` (float64) have one entry per input channel of ``layer``. The bias is a
+    vector for Linear and unpadded convs, and the ``BiasMapConvNd`` table (``_BiasMap``) for a
+    zero-padded conv (``needs_bias_map``).
+    """
+    weight = layer.weight.detach()
+    dtype = weight.dtype
+    view = (1, -1) + (1,) * (weight.dim() - 2)
+    taps = (weight.double() * shift.view(view)).sum(dim=1)  # (out, *kernel): each tap's share of the shift
+    bias = layer.bias.detach().double() if layer.bias is not None else taps.new_zeros(taps.shape[0])
+    new_weight = weight * scale.to(dtype).view(view)
+    if not needs_bias_map(layer):
+        return new_weight, (bias + taps.reshape(taps.shape[0], -1).sum(dim=1)).to(dtype)
+    table = taps
+    for size in taps.shape[1:]:  # sum the taps over every run: (out, *kernel) -> (out, *runs)
+        table = torch.tensordot(table, _tap_ranges(size).to(table.device), dims=([1], [1]))
+    table = table + bias.view(-1, *([1] * (table.dim() - 1)))
+    return new_weight, table.to(dtype)
+
+
+def fold_right_into(
+    parent: nn.Module, key: str, layer: nn.Module, scale: torch.Tensor, shift: torch.Tensor
+) -> Callable[[], None]:
+    """Fold ``x ↦ s·x + t`` (per input channel) into ``layer`` = ``parent.<key>``; return its exact undo.
+
+    Linear and unpadded convs get new ``weight``/``bias`` objects (swapped in and back by
+    identity); a zero-padded conv is replaced in ``parent`` by a ``BiasMapConvNd`` and the undo
+    puts the original object back. Atomic: on an error nothing is changed.
+    """
+    weight, bias = folded_right(layer, scale, shift)
+    if needs_bias_map(layer):
+        replacement = _bias_map_conv(layer, weight, bias)
+        parent._modules[key] = replacement
+
+        def restore_module() -> None:
+            if parent._modules.get(key) is replacement:
+                parent._modules[key] = layer
+
+        return restore_module
+    old_weight = swap_tensor(layer, "weight", weight)
+    try:
+        old_bias = swap_tensor(layer, "bias", bias)
+    except BaseException:
+        swap_tensor(layer, "weight", old_weight)
+        raise
+
+    def restore_tensors() -> None:
+        swap_tensor(layer, "weight", old_weight)
+        swap_tensor(layer, "bias", old_bias)
+
+    return restore_tensors
 
 
 class FoldBatchNormRight(SurgeryStep):
@@ -280,55 +348,28 @@ class FoldBatchNormRight(SurgeryStep):
         self.layers = layers  # (name, parent, layer)
         names = ", ".join(name for name, _, _ in layers)
         maps = [
-            f"{name} → {BIAS_MAP_TYPES[type(layer)].__name__}" for name, _, layer in layers if _needs_bias_map(layer)
+            f"{name} → {BIAS_MAP_TYPES[type(layer)].__name__}" for name, _, layer in layers if needs_bias_map(layer)
         ]
         self.description = f"{norm_name}: BatchNorm folded right into {names}" + (
             f" (replaced, for the border bias map: {', '.join(maps)})" if maps else ""
         )
         self._identity = IdentityBatchNorm(norm, norm_name)
-        self._undo: list = []
+        self._undo: list[Callable[[], None]] = []
 
     def register(self) -> None:
         scale, shift = batchnorm_affine(self.norm)
         try:
             for name, parent, layer in self.layers:
-                self._fold_into(name.rsplit(".", 1)[-1], parent, layer, scale, shift)
+                self._undo.append(fold_right_into(parent, name.rsplit(".", 1)[-1], layer, scale, shift))
             self._identity.register()
         except BaseException:
             self.remove()
             raise
 
-    def _fold_into(
-        self, key: str, parent: nn.Module, layer: nn.Module, scale: torch.Tensor, shift: torch.Tensor
-    ) -> None:
-        weight = layer.weight.detach()
-        dtype = weight.dtype
-        view = (1, -1) + (1,) * (weight.dim() - 2)
-        taps = (weight.double() * shift.view(view)).sum(dim=1)  # (out, *kernel): each tap's share of the shift
-        bias = layer.bias.detach().double() if layer.bias is not None else taps.new_zeros(taps.shape[0])
-        new_weight = weight * scale.to(dtype).view(view)
-        if not _needs_bias_map(layer):
-            new_bias = (bias + taps.reshape(taps.shape[0], -1).sum(dim=1)).to(dtype)
-            old = (swap_tensor(layer, "weight", new_weight), swap_tensor(layer, "bias", new_bias))
-            self._undo.append(("tensors", layer, old))
-            return
-        table = taps
-        for size in taps.shape[1:]:  # sum the taps over every run: (out, *kernel) -> (out, *runs)
-            table = torch.tensordot(table, _tap_ranges(size).to(table.device), dims=([1], [1]))
-        table = table + bias.view(-1, *([1] * (table.dim() - 1)))
-        replacement = _bias_map_conv(layer, new_weight, table.to(dtype))
-        parent._modules[key] = replacement
-        self._undo.append(("module", parent, (key, layer, replacement)))
-
     def remove(self) -> None:
         self._identity.remove()
         while self._undo:
-            kind, owner, saved = self._undo.pop()
-            if kind == "tensors":
-                swap_tensor(owner, "weight", saved[0])
-                swap_tensor(owner, "bias", saved[1])
-            elif owner._modules.get(saved[0]) is saved[2]:
-                owner._modules[saved[0]] = saved[1]
+            self._undo.pop()()
 
 
 def _bias_map_conv(conv: nn.Module, weight: torch.Tensor, table: torch.Tensor) -> nn.Module:

@@ -9,7 +9,7 @@ left. The variants (registered as ``densenet.<variant>``):
   Norm attach; without them about 7 % of relevance leaks). The paper's baseline arm.
 * ``thresh_seq``: head, then every BN → ReLU → Conv/Linear merged right through a thresholded
   ReLU (``norm1``, ``norm2``, transitions, ``norm5``), then ``norm0`` folded left. ``norm2``
-  lands in the zero-padded 3×3 ``conv2``, which becomes a ``BorderBiasConv2d`` whose border bias
+  lands in the zero-padded 3×3 ``conv2``, which becomes a ``BiasMapConv2d`` whose border bias
   map is its own ``bias`` (the reference's forward hook was invisible to LRP rules, §7.4). The
   variant the reference code marks as reproducing the paper; the registry's default.
 * ``seq_thresh``: head, ``norm0`` and every ``norm2`` folded left, then the remaining 62
@@ -34,17 +34,17 @@ import torch
 from torch import nn
 from torchvision.models.densenet import DenseNet, _DenseBlock, _DenseLayer, _Transition
 
-from xaisearch.canonize._merge_right import (
-    BatchNorm,
-    FoldSliceRight,
-    SwapChild,
-    is_padded,
-    right_merge_problem,
-    scale_shift,
-    threshold_relu,
-)
+from xaisearch.canonize._merge_right import BatchNorm, FoldSliceRight, SwapChild, scale_shift, threshold_relu
 from xaisearch.canonize.base import CanonizationPlan, Canonizer, ReplaceForward, StepSequence
-from xaisearch.canonize.batchnorm import IdentityBatchNorm, add_left_fold, batchnorm_names, report_unfolded
+from xaisearch.canonize.batchnorm import (
+    BIAS_MAP_TYPES,
+    IdentityBatchNorm,
+    add_left_fold,
+    batchnorm_names,
+    needs_bias_map,
+    report_unfolded,
+    right_fold_layer_problem,
+)
 
 DenseNetVariant = Literal["head_only", "thresh_seq", "seq_thresh", "untangled"]
 VARIANTS: tuple[str, ...] = get_args(DenseNetVariant)
@@ -78,8 +78,8 @@ def _widened(norms: list[BatchNorm], channels: slice) -> Callable[[nn.Module], n
     """A ``SwapChild`` factory: ``conv`` with one output group per BN, that BN's ``channels`` folded left."""
 
     def make(conv: nn.Module) -> nn.Module:
-        if not isinstance(conv, nn.Conv2d) or conv.groups != 1:
-            raise ValueError(f"untangling widens an ungrouped Conv2d, found {conv}")
+        if type(conv) is not nn.Conv2d or conv.groups != 1:  # a BiasMapConv2d's bias table would be lost
+            raise ValueError(f"untangling widens an ungrouped nn.Conv2d, found {conv}")
         weight = conv.weight.detach().double()
         bias = conv.bias.detach().double() if conv.bias is not None else weight.new_zeros(len(weight))
         affines = [scale_shift(norm, channels) for norm in norms]
@@ -226,7 +226,7 @@ class DenseNetCanonizer(Canonizer):
     def _threshold(plan: CanonizationPlan, chain: _PreActivation) -> None:
         """BN → ReLU → Linear becomes identity → ThresholdedReLU → Linear' (canonization.md §2.3)."""
         linear = chain.linear.parent._modules[chain.linear.name]
-        problem = NO_STATISTICS if chain.norm.running_mean is None else right_merge_problem(linear)
+        problem = NO_STATISTICS if chain.norm.running_mean is None else right_fold_layer_problem(linear)
         if problem is None and linear.weight.shape[1] != chain.norm.num_features:
             problem = (
                 f"{chain.norm.num_features} channels, but {chain.linear.path} takes {linear.weight.shape[1]} inputs"
@@ -234,7 +234,9 @@ class DenseNetCanonizer(Canonizer):
         if problem is not None:
             plan.unfolded[chain.norm_name] = problem
             return
-        border = " (border bias map)" if is_padded(linear) else ""
+        border = (
+            f" (becomes a {BIAS_MAP_TYPES[type(linear)].__name__}: border bias map)" if needs_bias_map(linear) else ""
+        )
         relu = SwapChild(
             chain.relu.parent,
             chain.relu.name,

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from torch import nn
 
-from xaisearch.canonize._merge_right import (
-    BatchNorm,
-    FoldSliceRight,
-    right_merge_problem,
-)
+from xaisearch.canonize._merge_right import BatchNorm, FoldSliceRight
 from xaisearch.canonize.base import CanonizationPlan, Canonizer, StepSequence
-from xaisearch.canonize.batchnorm import LINEAR_TYPES, FoldBatchNormLeft, IdentityBatchNorm
+from xaisearch.canonize.batchnorm import (
+    LINEAR_TYPES,
+    FoldBatchNormLeft,
+    IdentityBatchNorm,
+    right_fold_layer_problem,
+)
 
 
 class RelationNetworkCanonizer(Canonizer):
@@ -57,7 +58,7 @@ class RelationNetworkCanonizer(Canonizer):
             if isinstance(before[1], LINEAR_TYPES):
                 plan.steps.append(FoldBatchNormLeft(before[1], norm, before[0], name))
             elif after is not None and isinstance(after[1], nn.Conv2d):
-                problem = right_merge_problem(after[1])
+                problem = right_fold_layer_problem(after[1])
                 if problem is not None:
                     plan.unfolded[name] = f"cannot merge into {after[0]}: {problem}"
                     continue

@@ -305,6 +305,8 @@ def relevance_checks(model: nn.Module, canonizer: Canonizer, x: torch.Tensor) ->
     """
     from zennit.attribution import Gradient
 
+    from xaisearch.integrity import preserved_state
+
     make_bias_free(model)
     identities, state = _snapshot(model)
     structure = structure_snapshot(model)
@@ -315,7 +317,8 @@ def relevance_checks(model: nn.Module, canonizer: Canonizer, x: torch.Tensor) ->
     relevance = torch.zeros_like(logits).scatter_(1, target[:, None], logits.gather(1, target[:, None]))
     relevance = relevance.view_as(outputs)
     composite = epsilon_composite(canonizer)
-    with torch.enable_grad(), Gradient(model, composite) as attributor:
+    # attribute as xaisearch does: zennit 1.0.0 swaps parameter objects (#237), the guard puts them back
+    with torch.enable_grad(), preserved_state(model), Gradient(model, composite) as attributor:
         _, batch = attributor(x.clone(), relevance)
         singles = [attributor(x[i : i + 1].clone(), relevance[i : i + 1])[1] for i in range(len(x))]
     ratios = (batch.flatten(1).sum(dim=1) / logits.gather(1, target[:, None]).squeeze(1)).tolist()

@@ -8,8 +8,8 @@ from torch import nn
 from xaisearch.canonize.registry import get_canonizer
 from xaisearch.explain.config import ExplainerConfig
 from xaisearch.explain.groups import CONV_TYPES
-from xaisearch.explain.integrity import preserved_state
 from xaisearch.explain.rules import make_rule
+from xaisearch.integrity import preserved_state
 
 
 def build_composite(config: ExplainerConfig, model: nn.Module):

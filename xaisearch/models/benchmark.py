@@ -84,6 +84,7 @@ def train_mini_model(
     size = model_spec.input_shape[-1]
     train = generate(recipe.n_train, seed=recipe.seed, split="train", image_size=size)
     test = generate(recipe.n_test, seed=recipe.seed, split="test", image_size=size)
+    torch.manual_seed(recipe.seed)  # the initial weights too: the recipe alone decides the model
     model = build_architecture(
         ModelRef(name=model_spec.name, num_classes=model_spec.num_classes, input_shape=model_spec.input_shape)
     )

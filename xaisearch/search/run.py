@@ -256,6 +256,10 @@ def run_study(
     if storage_url is not None:
         refuse_concurrent_sqlite(storage_url, workers)
     study, bench, run_dir, storage_url = create_study(spec, out_dir, storage_url, budget, console)
+    from xaisearch.search.worker import recover_orphans
+
+    for number in recover_orphans(study):
+        console.print(f"[yellow]trial {number} was left running by a process that is gone; re-enqueued[/yellow]")
     artifact_dir = run_dir / ARTIFACTS_NAME
     if workers > 1:
         ran = optimise_with_workers(study, storage_url, run_dir, workers, console, artifact_dir)

@@ -148,5 +148,9 @@ def trials_to_start(study: optuna.Study, budget: int) -> int:
     return budget - done - running
 
 
+def completed_count(study: optuna.Study) -> int:
+    return len(completed_trials(study))
+
+
 def completed_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=BUDGET_STATES)

@@ -33,6 +33,7 @@ from xaisearch.search.objective import CONFIG_ATTR, WORKER_ATTR, Objective
 from xaisearch.search.storage import Heartbeat, mask_password, storage_kind
 from xaisearch.search.study import (
     WEIGHTS_DIR_ATTR,
+    completed_count,
     load_existing_study,
     make_sampler,
     study_budget,
@@ -41,6 +42,7 @@ from xaisearch.search.study import (
 )
 
 log = logging.getLogger("xaisearch.worker")
+RUNNING = optuna.trial.TrialState.RUNNING
 RETRY_OF_ATTR = "retry_of"
 MAX_RECONNECT_SECONDS = 600
 
@@ -75,7 +77,7 @@ def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -
 def recover_dead_worker(study: optuna.Study, dead_worker: str) -> list[int]:
     """Fail and re-enqueue the RUNNING trials of a worker that died (journal storages)."""
     recovered = []
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+    for trial in study.get_trials(deepcopy=False, states=(RUNNING,)):
         if trial.user_attrs.get(WORKER_ATTR) == dead_worker:
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
             requeue(study, trial, f"was running on {dead_worker}, which died")
@@ -133,20 +135,49 @@ def run_trials(
     cap: int | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+    wait_for_running: float | None = None,
 ) -> int:
     """Run one trial at a time while the study's budget (and this worker's ``cap``) allow it.
 
-    The budget is re-read before every trial, so workers joined at any time stop together.
+    The budget is re-read before every trial, so workers joined at any time stop together. With
+    ``wait_for_running`` (seconds; RDB storages), a worker whose remaining budget is held by other
+    workers' running trials waits instead of leaving: if one of them dies, its trial turns stale,
+    is failed and re-enqueued, and this worker runs the retry.
     """
     budget = study_budget(study)
     ran = 0
     callbacks = [on_trial] if on_trial is not None else []
-    while not should_stop() and (cap is None or ran < cap) and trials_to_start(study, budget) > 0:
+    while not should_stop() and (cap is None or ran < cap):
+        if trials_to_start(study, budget) <= 0:
+            if wait_for_running is None or completed_count(study) >= budget:
+                break
+            time.sleep(wait_for_running)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+            continue
         study.optimize(
             objective, n_trials=1, callbacks=callbacks, catch=(RuntimeError, FloatingPointError), gc_after_trial=False
         )
         ran += 1
     return ran
+
+
+def recover_orphans(study: optuna.Study) -> list[int]:
+    """Fail and re-enqueue RUNNING trials of workers on this host whose process is gone
+    (a run killed earlier, on a storage without heartbeats)."""
+    host = socket.gethostname()
+    recovered = []
+    for worker in {t.user_attrs.get(WORKER_ATTR) for t in study.get_trials(deepcopy=False, states=(RUNNING,))}:
+        if not worker or worker.rsplit(":", 1)[0] != host:
+            continue
+        try:
+            os.kill(int(worker.rsplit(":", 1)[1]), 0)
+        except ProcessLookupError:
+            recovered += recover_dead_worker(study, worker)
+        except (PermissionError, ValueError):
+            continue
+    return recovered
 
 
 def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -196,7 +227,8 @@ def run_worker(options: WorkerOptions) -> int:
         while True:
             try:
                 cap = None if options.n_trials is None else options.n_trials - len(finished)
-                run_trials(study, objective, cap, lambda: signals.stopping, on_trial)
+                wait = float(options.heartbeat.interval) if rdb else None
+                run_trials(study, objective, cap, lambda: signals.stopping, on_trial, wait)
                 break
             except TrialAbandoned:
                 abandoned = [

@@ -1,5 +1,8 @@
 """Keep a model's parameter and buffer objects intact across zennit attributions.
 
+Used by ``explain`` (every attribution) and ``canonize.verify`` (which checks attributions as
+xaisearch runs them), so it depends on nothing but torch.
+
 zennit 1.0.0 swaps every ruled module's registered ``Parameter`` objects for new ones and leaves
 instance-attribute shadows behind (upstream #237): afterwards ``state_dict`` holds extra keys and
 an optimizer built earlier no longer trains the model. 0.5.1 is clean. ``preserved_state`` makes
