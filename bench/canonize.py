@@ -52,28 +52,40 @@ def main() -> None:
     parser.add_argument("--input-size", type=int, default=64)
     parser.add_argument("--models", nargs="*", default=[name for names in FAMILIES.values() for name in names])
     parser.add_argument("--auto", action="store_true", help="also verify the generic 'auto' canonizer")
+    parser.add_argument(
+        "--float64",
+        action="store_true",
+        help="verify in float64 (goal ≤ 1e-10) and add relevance conservation of the epsilon-only composite "
+        "on the bias-free copy (goal within 1e-4) and batch = one-by-one attributions",
+    )
     args = parser.parse_args()
+    dtype = "float64" if args.float64 else "float32"
 
     from xaisearch.canonize import available
     from xaisearch.canonize.check import check_named_model
 
     has_densenet = any(name.startswith("densenet") for name in available())
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, input 2×3×{args.input_size}², float32\n")
-    print("| model | canonizer | bn_total | bn_folded | max_rel_diff f32 | restored | apply+remove s |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, input 2×3×{args.input_size}², {dtype}\n")
+    extra = " | worst Σ R_in / logit − 1 | batch vs single" if args.float64 else ""
+    print(f"| model | canonizer | bn_total | bn_folded | max_rel_diff {dtype} | restored | apply+remove s{extra} |")
+    print("|---|---|---|---|---|---|---|" + ("---|---|" if args.float64 else ""))
     failures = []
     for model in args.models:
         if model.startswith("densenet") and not has_densenet:
             print(f"| {model} | – | – | – | – | – | skipped: no DenseNet canonizer registered |")
             continue
         for canonizer in [None] + (["auto"] if args.auto else []):
-            report = check_named_model(model, canonizer, input_size=args.input_size)
-            seconds = report.apply_seconds + report.remove_seconds
-            print(
-                f"| {model} | {report.canonizer} | {report.bn_total} | {report.bn_folded} | "
-                f"{report.max_rel_diff:.1e} | {'yes' if report.restored_exactly else 'NO'} | {seconds:.3f} |",
-                flush=True,
+            report = check_named_model(
+                model, canonizer, input_size=args.input_size, dtype=dtype, relevance=args.float64
             )
+            seconds = report.apply_seconds + report.remove_seconds
+            row = (
+                f"| {model} | {report.canonizer} | {report.bn_total} | {report.bn_folded} | "
+                f"{report.max_rel_diff:.1e} | {'yes' if report.restored_exactly else 'NO'} | {seconds:.3f} |"
+            )
+            if args.float64:
+                row += f" {report.conservation_error:.1e} | {report.batch_rel_diff:.1e} |"
+            print(row, flush=True)
             if not report.passed() or (canonizer is None and report.unfolded):
                 failures.append(f"{model} ({report.canonizer}): unfolded {list(report.unfolded)[:5]}")
     first, median = time_resnet50()

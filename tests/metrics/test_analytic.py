@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from tests.metrics.toolkit import LinearModel
 from xaisearch.metrics import evaluate
 
 
@@ -61,15 +62,6 @@ def test_sparseness_of_constant_and_single_pixel_maps():
     torch.testing.assert_close(scores, torch.tensor([0.0, 99 / 100]))
     zero = evaluate("sparseness", None, x[:1], torch.zeros(1, dtype=torch.long), torch.zeros_like(x[:1]))
     assert math.isnan(zero.item())
-
-
-class LinearModel(torch.nn.Module):
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
-        super().__init__()
-        self.weight, self.bias = weight, bias
-
-    def forward(self, x):
-        return torch.einsum("bchw,kchw->bk", x, self.weight) + self.bias
 
 
 @pytest.mark.parametrize("order", ["morf", "lerf"])

@@ -5,27 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.metrics.toolkit import LinearModel
 from xaisearch.metrics import evaluate, make_metric
 from xaisearch.metrics.base import MetricContext
 from xaisearch.metrics.perturbation import baseline_image
-
-
-class CountingLinear(torch.nn.Module):
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
-        super().__init__()
-        self.weight, self.bias = weight, bias
-        self.calls = 0
-
-    def forward(self, x):
-        self.calls += 1
-        return torch.einsum("bchw,kchw->bk", x, self.weight) + self.bias
 
 
 @pytest.fixture
 def linear():
     g = torch.Generator().manual_seed(0)
     weight = torch.randn(4, 3, 5, 5, generator=g, dtype=torch.float64)
-    model = CountingLinear(weight, torch.randn(4, generator=g, dtype=torch.float64))
+    model = LinearModel(weight, torch.randn(4, generator=g, dtype=torch.float64))
     x = torch.rand(3, 3, 5, 5, generator=g, dtype=torch.float64)
     return model, x, torch.tensor([0, 3, 1]), weight
 

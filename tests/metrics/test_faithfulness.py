@@ -7,23 +7,13 @@ import math
 import pytest
 import torch
 
+from tests.metrics.toolkit import LinearModel
 from xaisearch.metrics import evaluate, make_metric
 from xaisearch.metrics.base import MetricContext
 from xaisearch.metrics.perturbation import aopc, auc, baseline_image, region_steps
 
 B, C, H, W, K = 3, 3, 6, 6, 4
 BASE = 0.25
-
-
-class LinearModel(torch.nn.Module):
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
-        super().__init__()
-        self.weight, self.bias = weight, bias
-        self.calls = 0
-
-    def forward(self, x):
-        self.calls += 1
-        return torch.einsum("bchw,kchw->bk", x, self.weight) + self.bias
 
 
 @pytest.fixture

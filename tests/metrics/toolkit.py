@@ -67,3 +67,17 @@ def batch(batch_size: int = 3, seed: int = 0, model: nn.Module | None = None, cl
 
 def context(model, x, y, a, s, **caches) -> MetricContext:
     return MetricContext(x=x, y=y, a=a, s=s, model=model, explainer=explainer(model), **caches)
+
+
+class LinearModel(nn.Module):
+    """f(x) = Σ w·x + b per class: every metric that perturbs inputs has a closed form on it.
+    ``calls`` counts forwards (tests of caching)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
+        super().__init__()
+        self.weight, self.bias = weight, bias
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return torch.einsum("bchw,kchw->bk", x, self.weight) + self.bias
