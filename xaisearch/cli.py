@@ -150,6 +150,21 @@ def export(
 
 
 @app.command()
+def evaluate(
+    study_file: Path = typer.Argument(..., help="YAML study file: model, data and metrics"),
+    composite: Path = typer.Option(..., "--composite", help="composite config JSON (xaisearch export)"),
+    compare_canonization: bool = typer.Option(False, "--compare-canonization", help="also score it uncanonized"),
+    out: Path | None = typer.Option(None, "--out", help="run directory with the model (default: runs/<name>)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of a table"),
+) -> None:
+    """Metric table (mean ± standard error) of one configuration, canonized vs not."""
+    from xaisearch.search.evaluate import evaluate_config
+    from xaisearch.spec import load_spec
+
+    evaluate_config(load_spec(study_file), composite, out, compare_canonization, as_json)
+
+
+@app.command()
 def dashboard(
     storage: str = typer.Option(..., "--storage", help="storage URL or journal file path"),
     artifact_dir: Path | None = typer.Option(None, "--artifact-dir", help="the heatmap folder the workers write to"),

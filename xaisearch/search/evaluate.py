@@ -1,0 +1,56 @@
+"""``xaisearch evaluate``: the metric table of one configuration, canonized and not.
+
+Uses the study file's model, evaluation data and metrics (the same workbench as the search), so
+the numbers are the ones a trial with this configuration would record.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from xaisearch.errors import InputError
+from xaisearch.explain.config import load_config
+from xaisearch.metrics.suite import summary
+from xaisearch.spec import StudySpec
+
+
+def evaluate_config(
+    spec: StudySpec, composite: Path, out_dir: Path | None, compare_canonization: bool, as_json: bool
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """``{arm: {metric: (mean, standard error)}}`` for the config and, optionally, its uncanonized twin."""
+    from xaisearch.search.run import prepare_workbench
+
+    try:
+        config, _ = load_config(composite)
+    except (FileNotFoundError, ValueError) as error:
+        raise InputError(f"--composite {composite}: {str(error).splitlines()[0]}") from None
+    console = Console(stderr=as_json)
+    bench = prepare_workbench(spec, out_dir or Path("runs") / spec.name, console)
+    arms = {f"canonizer {config.canonizer}": config}
+    if compare_canonization:
+        arms["canonizer none"] = config.model_copy(update={"canonizer": "none"})
+    try:
+        results = {
+            arm: {name: summary(values) for name, values in bench.score(arm_config).items()}
+            for arm, arm_config in arms.items()
+        }
+    except ValueError as error:  # a config made for another model names layers this one lacks
+        raise InputError(f"--composite {composite}: {error}") from None
+    if as_json:
+        print(json.dumps({arm: {m: {"mean": v[0], "sem": v[1]} for m, v in r.items()} for arm, r in results.items()}))
+        return results
+    table = Table("metric", "better", *arms, title=f"{composite} on {sum(len(b.x) for b in bench.batches)} images")
+    directions = {entry.metric.name: entry.effective_direction for entry in bench.suite.entries}
+    for name in bench.suite.names:
+        cells = []
+        for arm in arms:
+            mean, sem = results[arm][name]
+            cells.append("nan" if not math.isfinite(mean) else f"{mean:.4f} ± {sem:.4f}")
+        table.add_row(name, directions[name], *cells)
+    console.print(table)
+    return results
