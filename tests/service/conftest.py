@@ -36,7 +36,7 @@ def postgres() -> Iterator[Cluster]:
         yield cluster
         return
     if find_bin("initdb") is None:
-        pytest.skip("PostgreSQL is not installed here (no initdb); .ci/run installs it")
+        pytest.skip("optional resource missing: PostgreSQL (no initdb here); .ci/run installs it")
     import shutil
     import tempfile
 

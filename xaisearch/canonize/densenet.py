@@ -178,6 +178,31 @@ def _dense_blocks(model: DenseNet) -> list[_Block]:
     return blocks
 
 
+def _merge_through_relu(
+    chain: _PreActivation, description: str, channels: slice | None = None
+) -> tuple[SwapChild, FoldSliceRight]:
+    """The two steps of BN → ReLU → Linear merged right (canonization.md §2.3): the ReLU becomes
+    the BN's thresholded ReLU and the BN (or its ``channels``) folds into the layer's columns."""
+    which = "" if channels is None else " on the stem channels"
+    relu = SwapChild(
+        chain.relu.parent,
+        chain.relu.name,
+        threshold_relu(chain.norm, chain.norm.num_features, channels),
+        f"{chain.relu.path}: thresholded ReLU{which} of {chain.norm_name}",
+    )
+    columns = (slice(None),) if channels is None else [channels]
+    merge = FoldSliceRight(
+        chain.norm,
+        chain.linear.parent,
+        chain.linear.name,
+        description,
+        channels=channels,
+        columns=columns,
+        after_relu=True,
+    )
+    return relu, merge
+
+
 class DenseNetCanonizer(Canonizer):
     """Canonizes a torchvision ``DenseNet`` in one of ``VARIANTS`` (module docstring)."""
 
@@ -237,19 +262,7 @@ class DenseNetCanonizer(Canonizer):
         border = (
             f" (becomes a {BIAS_MAP_TYPES[type(linear)].__name__}: border bias map)" if needs_bias_map(linear) else ""
         )
-        relu = SwapChild(
-            chain.relu.parent,
-            chain.relu.name,
-            threshold_relu(chain.norm, chain.norm.num_features),
-            f"{chain.relu.path}: thresholded ReLU of {chain.norm_name}",
-        )
-        merge = FoldSliceRight(
-            chain.norm,
-            chain.linear.parent,
-            chain.linear.name,
-            f"{chain.norm_name}: merged right into {chain.linear.path}{border}",
-            after_relu=True,
-        )
+        relu, merge = _merge_through_relu(chain, f"{chain.norm_name}: merged right into {chain.linear.path}{border}")
         identity = IdentityBatchNorm(chain.norm, chain.norm_name)
         plan.steps.append(StepSequence([relu, merge, identity], f"{merge.description}, through {chain.relu.path}"))
         plan.folded.append(chain.norm_name)
@@ -277,21 +290,8 @@ class DenseNetCanonizer(Canonizer):
             stem_channels = slice(0, width)
             if block.entry is None:  # the stem reaches block 1 through max pooling: merge right, thresholded
                 for c in consumers:
-                    relu = SwapChild(
-                        c.relu.parent,
-                        c.relu.name,
-                        threshold_relu(c.norm, c.norm.num_features, stem_channels),
-                        f"{c.relu.path}: thresholded ReLU on the stem channels of {c.norm_name}",
-                    )
-                    merge = FoldSliceRight(
-                        c.norm,
-                        c.linear.parent,
-                        c.linear.name,
-                        f"{c.norm_name}[:{width}]: merged right into {c.linear.path}",
-                        channels=stem_channels,
-                        columns=[stem_channels],
-                        after_relu=True,
-                    )
+                    description = f"{c.norm_name}[:{width}]: merged right into {c.linear.path}"
+                    relu, merge = _merge_through_relu(c, description, stem_channels)
                     plan.steps.append(StepSequence([relu, merge], merge.description))
             else:
                 plan.steps.append(
