@@ -224,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry_point() -> None:
+    from xaisearch.allocator import keep_freed_memory_unless_disabled
+
+    keep_freed_memory_unless_disabled()  # before any tensor: CPU passes reuse freed activations
     sys.exit(main())
 
 

@@ -17,8 +17,8 @@ from typing import Any, Literal
 import torch
 
 from xaisearch.metrics.base import Direction, Metric, MetricContext, generator
+from xaisearch.metrics.execution import DEFAULT_MEMORY_BUDGET, memory_budget_for
 from xaisearch.metrics.perturbation import (
-    DEFAULT_MEMORY_BUDGET,
     Features,
     Order,
     aopc,
@@ -27,7 +27,6 @@ from xaisearch.metrics.perturbation import (
     feature_relevance,
     feature_shape,
     masked_scores,
-    memory_budget_for,
     perturbation_curve,
     region_steps,
     step_of_pixel,

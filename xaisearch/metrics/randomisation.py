@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from xaisearch.metrics.base import Metric, MetricContext, generator
+from xaisearch.metrics.execution import explain_in_chunks
 from xaisearch.metrics.pooling import Normalisation, Pooling, normalise_per_sample, pool_channels
 from xaisearch.metrics.ranking import spearman
 from xaisearch.metrics.similarity import SSIMForm, ssim
@@ -51,8 +52,7 @@ def _explain_with(ctx: MetricContext, model: nn.Module, x: torch.Tensor, y: torc
             "randomisation metrics explain randomised copies of the model: pass a composite config or a "
             "ModelExplainer (an explainer with .with_model(model)), not a bare callable"
         )
-    with torch.enable_grad():
-        return ctx.explainer.with_model(model)(x, y).detach()
+    return explain_in_chunks(ctx.explainer.with_model(model), model, x, y)
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,7 @@ class RandomLogit(Metric):
             offset = torch.randint(1, classes, (len(ctx.y),), generator=generator(self.seed)).to(ctx.y.device)
             ctx.cache[key] = (ctx.y + offset) % classes
         other = ctx.cache[key]
-        with torch.enable_grad():
-            a_other = ctx.explainer(ctx.x, other).detach()
+        a_other = explain_in_chunks(ctx.explainer, ctx.model, ctx.x, other)
         maps = [normalise_per_sample(pool_channels(m, self.pooling).double(), self.normalise) for m in (ctx.a, a_other)]
         return ssim(*maps, form=self.ssim, window=self.window).to(ctx.x.dtype)
 

@@ -2,7 +2,8 @@
 
 Noise is drawn once per batch from a CPU generator seeded by ``seed`` and cached in
 ``ctx.cache`` (it does not depend on the explanation: every trial sees the same noisy inputs,
-common random numbers). All ``samples`` noisy copies of a batch are explained in **one** call.
+common random numbers). All ``samples`` noisy copies of a batch are explained together, in
+chunks sized by the memory budget (``execution.explain_in_chunks``).
 Avg- and MaxSensitivity with equal parameters share one set of noisy explanations through
 ``ctx.scratch``: a suite holding both pays ``samples`` explanations per image, not twice that.
 """
@@ -15,6 +16,7 @@ from typing import Literal
 import torch
 
 from xaisearch.metrics.base import Metric, MetricContext, generator
+from xaisearch.metrics.execution import explain_in_chunks
 from xaisearch.metrics.pooling import Normalisation, Pooling, normalise_per_sample, pool_channels
 
 
@@ -36,13 +38,12 @@ def noisy_inputs(ctx: MetricContext, kind: str, samples: int, scale: float, seed
 
 
 def noisy_explanations(ctx: MetricContext, kind: str, samples: int, scale: float, seed: int) -> torch.Tensor:
-    """Explanations of the noisy copies (S×B×…), one explainer call, shared within a scoring call."""
+    """Explanations of the noisy copies (S×B×…), shared within a scoring call."""
     key = ("noisy_explanations", kind, samples, scale, seed, id(ctx.a))
     if key not in ctx.scratch:
         x = noisy_inputs(ctx, kind, samples, scale, seed)
-        with torch.enable_grad():
-            a = ctx.explainer(x, ctx.y.repeat(samples))
-        ctx.scratch[key] = a.detach().view(samples, len(ctx.x), *a.shape[1:])
+        a = explain_in_chunks(ctx.explainer, ctx.model, x, ctx.y.repeat(samples))
+        ctx.scratch[key] = a.view(samples, len(ctx.x), *a.shape[1:])
     return ctx.scratch[key]
 
 

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from xaisearch.metrics.base import Direction, Metric, MetricContext, make_explainer
+from xaisearch.metrics.execution import explain_in_chunks
 
 Explainer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -77,7 +78,7 @@ class MetricSuite:
         explainer = make_explainer(explain, model)
         collected: dict[str, list[torch.Tensor]] = {name: [] for name in self.names}
         for index, batch in enumerate(batches):
-            attribution = explainer(batch.x, batch.y)
+            attribution = explain_in_chunks(explainer, model, batch.x, batch.y)
             ctx = MetricContext(
                 x=batch.x,
                 y=batch.y,
