@@ -89,3 +89,31 @@ def test_scores_do_not_depend_on_the_chunks(monkeypatch):
     monkeypatch.setattr(execution, "CPU_MEMORY_BUDGET", 1)  # one image per explanation, one copy per forward
     for name in names:
         torch.testing.assert_close(evaluate(name, model, x, y, a, s, explainer=explainer), whole[name])
+
+
+def test_canonized_explanations_are_the_same_on_channels_last_inputs():
+    """The probe sees the plain model; the composite canonizes it: our surgery must take NHWC too."""
+    import torchvision
+    from torchvision.models.densenet import DenseNet
+    from zennit.composites import EpsilonPlusFlat
+
+    from xaisearch.canonize import canonizer_name_for, get_canonizer
+    from xaisearch.canonize.verify import randomize_batchnorm
+    from xaisearch.explain.methods import attribute
+
+    torch.manual_seed(0)
+    models = [
+        DenseNet(growth_rate=8, block_config=(2, 2), num_init_features=16, bn_size=2, num_classes=4),
+        torchvision.models.resnet18(num_classes=4),
+        torchvision.models.efficientnet_b0(num_classes=4),
+    ]
+    x = torch.randn(2, 3, 32, 32)
+    y = torch.tensor([0, 3])
+    for model in models:
+        randomize_batchnorm(model.eval(), torch.Generator().manual_seed(1))
+        composite = EpsilonPlusFlat(canonizers=[get_canonizer(canonizer_name_for(model), model)])
+        assert channels_last_ok(model, x), type(model).__name__
+        plain = attribute(model, composite, x, y)
+        explainer = ModelExplainer(model, lambda net, xs, ys, composite=composite: attribute(net, composite, xs, ys))
+        fast = explain_in_chunks(explainer, model, x, y)
+        torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-6 * float(plain.abs().max()))
