@@ -43,18 +43,26 @@ def batchnorm_affine(norm: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tenso
     return scale, beta - mean * scale
 
 
-def folded_left(linear: nn.Module, norm: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weight and bias of ``linear`` with ``norm`` (which follows it) folded in."""
-    scale, shift = batchnorm_affine(norm)
-    weight = linear.weight.detach()
+def scaled_layer(
+    weight: torch.Tensor, bias: torch.Tensor | None, scale: torch.Tensor, shift: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``scale · (W x + b) + shift`` as one layer: ``(scale · W, scale · b + shift)`` per output channel.
+
+    Computed in float64 and returned in ``weight``'s dtype; the one arithmetic of every left fold.
+    """
     if weight.shape[0] != scale.shape[0]:
         raise ValueError(
             f"cannot fold a BatchNorm of {scale.shape[0]} channels into a layer of {weight.shape[0]} outputs"
         )
-    bias = linear.bias.detach().double() if linear.bias is not None else torch.zeros_like(scale)
-    new_weight = weight * scale.to(weight.dtype).view(-1, *([1] * (weight.dim() - 1)))
-    new_bias = scale * bias + shift
-    return new_weight, new_bias.to(weight.dtype)
+    scale, shift = scale.double(), shift.double()
+    bias = bias.detach().double() if bias is not None else torch.zeros_like(scale)
+    new_weight = weight.detach().double() * scale.view(-1, *([1] * (weight.dim() - 1)))
+    return new_weight.to(weight.dtype), (scale * bias + shift).to(weight.dtype)
+
+
+def folded_left(linear: nn.Module, norm: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of ``linear`` with ``norm`` (which follows it) folded in."""
+    return scaled_layer(linear.weight, linear.bias, *batchnorm_affine(norm))
 
 
 class IdentityBatchNorm(SurgeryStep):

@@ -44,6 +44,7 @@ from xaisearch.canonize.batchnorm import (
     needs_bias_map,
     report_unfolded,
     right_fold_layer_problem,
+    scaled_layer,
 )
 
 DenseNetVariant = Literal["head_only", "thresh_seq", "seq_thresh", "untangled"]
@@ -80,12 +81,10 @@ def _widened(norms: list[BatchNorm], channels: slice) -> Callable[[nn.Module], n
     def make(conv: nn.Module) -> nn.Module:
         if type(conv) is not nn.Conv2d or conv.groups != 1:  # a BiasMapConv2d's bias table would be lost
             raise ValueError(f"untangling widens an ungrouped nn.Conv2d, found {conv}")
-        weight = conv.weight.detach().double()
-        bias = conv.bias.detach().double() if conv.bias is not None else weight.new_zeros(len(weight))
-        affines = [scale_shift(norm, channels) for norm in norms]
+        groups = [scaled_layer(conv.weight, conv.bias, *scale_shift(norm, channels)) for norm in norms]
         wide = nn.Conv2d(
             conv.in_channels,
-            len(weight) * len(norms),
+            conv.out_channels * len(norms),
             conv.kernel_size,
             conv.stride,
             conv.padding,
@@ -94,9 +93,9 @@ def _widened(norms: list[BatchNorm], channels: slice) -> Callable[[nn.Module], n
             padding_mode=conv.padding_mode,
             device="meta",
         )
-        dtype, grad = conv.weight.dtype, conv.weight.requires_grad
-        wide.weight = nn.Parameter(torch.cat([weight * s.view(-1, 1, 1, 1) for s, _ in affines]).to(dtype), grad)
-        wide.bias = nn.Parameter(torch.cat([s * bias + t for s, t in affines]).to(dtype), grad)
+        grad = conv.weight.requires_grad
+        wide.weight = nn.Parameter(torch.cat([weight for weight, _ in groups]), grad)
+        wide.bias = nn.Parameter(torch.cat([bias for _, bias in groups]), grad)
         return wide
 
     return make
