@@ -66,6 +66,13 @@ def test_only_4d_inputs_on_a_channels_last_device_are_converted():
     assert not channels_last_ok(model, torch.randn(0, 3, SIZE, SIZE))
 
 
+def test_a_model_in_train_mode_is_not_probed():
+    model = tiny_cnn().train()
+    statistics = {name: b.clone() for name, b in model.named_buffers()}
+    assert not channels_last_ok(model, torch.randn(2, 3, SIZE, SIZE))
+    assert all(torch.equal(b, statistics[name]) for name, b in model.named_buffers())
+
+
 def test_explanations_run_in_chunks_of_the_budget_and_equal_one_call():
     model, x, y, *_ = batch(10)
     sizes: list[int] = []

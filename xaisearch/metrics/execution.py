@@ -49,11 +49,17 @@ def images_per_explanation(x: torch.Tensor, memory_budget: int | None) -> int:
 
 
 def channels_last_ok(model: nn.Module, x: torch.Tensor) -> bool:
-    """Whether ``model`` gives the same output on a channels-last copy of ``x`` (probed once per model)."""
-    if x.dim() != 4 or x.device.type not in CHANNELS_LAST_DEVICES or x.shape[0] == 0:
+    """Whether ``model`` gives the same output on a channels-last copy of ``x`` (probed once per model).
+
+    A model in train mode is never probed (a forward would update its BatchNorm statistics).
+    """
+    if x.dim() != 4 or x.device.type not in CHANNELS_LAST_DEVICES or x.shape[0] == 0 or model.training:
         return False
     structure = hash(tuple(map(id, model.modules())))  # a canonizer may swap modules in place
-    known = _channels_last_ok.get(model)
+    try:
+        known = _channels_last_ok.get(model)
+    except TypeError:  # a module that is not hashable cannot be remembered: keep its layout
+        return False
     if known is None or known[0] != structure:
         probe = x[:1].detach().contiguous()
         try:
