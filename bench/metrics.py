@@ -8,7 +8,8 @@ scenes with masks, LRP ε-plus-flat explanations (zennit, BN folded by our VGG c
 * (b) the same metrics driven by Quantus 0.6.0, our explainer as ``explain_func``
   (RegionPerturbation with the "black" baseline: Quantus' blur function does not run in its
   batched path), three ways:
-  - ``matched``: ``a_batch`` given, feature counts chosen for the same number of forwards as ours;
+  - ``matched``: ``a_batch`` given, the same settings; PixelFlipping takes 108 steps, the nearest
+    Quantus allows to our 112 (its step must divide the 6912 channel values);
   - ``matched, channels-last model``: the same with the model converted by hand to channels-last
     (what xaisearch does by itself on a CPU, ``metrics/execution.py``);
   - ``as the paper ran it``: ``a_batch=None`` (every metric explains its batch again, as
@@ -98,7 +99,7 @@ def passes_alone(model, x, y, metrics, first_trial: bool, sync) -> tuple[float, 
 
 
 QUANTUS_WAYS = {
-    "matched": "Quantus, matched (same forwards, a_batch given)",
+    "matched": "Quantus, matched (same settings, a_batch given)",
     "channels_last": "Quantus, matched, channels-last model by hand",
     "paper": "Quantus as the paper ran it (re-explains, 0.6.0 PF steps)",
 }

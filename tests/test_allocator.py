@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from xaisearch.allocator import ENVIRONMENT_SWITCH, keep_freed_memory_unless_disabled
+from xaisearch.allocator import ENVIRONMENT_SWITCH, keep_freed_memory, keep_freed_memory_unless_disabled
 
 FAULTS_OF_REPEATED_PASSES = """
 import resource, torch
@@ -46,3 +46,8 @@ def test_freed_activations_are_reused_instead_of_faulted_in_again():
 def test_the_environment_switch_turns_it_off(monkeypatch):
     monkeypatch.setenv(ENVIRONMENT_SWITCH, "off")
     assert keep_freed_memory_unless_disabled() is False
+
+
+def test_thresholds_outside_a_c_int_are_refused():
+    with pytest.raises(ValueError, match="2 GiB"):
+        keep_freed_memory(mmap_threshold=2**31)

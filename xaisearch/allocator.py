@@ -15,7 +15,6 @@ Other allocators (jemalloc, tcmalloc by ``LD_PRELOAD``) or other C libraries: no
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import platform
 
@@ -29,11 +28,13 @@ ENVIRONMENT_SWITCH = "XAISEARCH_KEEP_FREED_MEMORY"
 
 def keep_freed_memory(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM_THRESHOLD) -> bool:
     """Set glibc's mmap and trim thresholds for this process; ``False`` where malloc is not glibc's."""
+    for value in (mmap_threshold, trim_threshold):
+        if not 0 <= int(value) < 2**31:
+            raise ValueError(f"malloc thresholds are bytes in [0, 2 GiB), got {value}")
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the C library the interpreter itself is linked against
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int

@@ -81,3 +81,49 @@ def test_a_swapped_module_or_another_model_is_traced_again(monkeypatch):
     other, _ = model_and_input(seed=3)
     canonized_output(other, x)
     assert len(traces) == 3
+
+
+def test_the_cache_keeps_no_model_alive():
+    import gc
+    import weakref
+
+    model, x = model_and_input()  # its own forward has an addition: a step holds the root module
+    canonized_output(model, x)
+    assert len(auto_module._PLANS) >= 1
+    gone = weakref.ref(model)
+    del model
+    gc.collect()
+    assert gone() is None
+
+
+class Switchable(nn.Module):
+    """A forward that branches on a plain flag: the trace keeps the branch taken."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.norm = nn.BatchNorm2d(4)
+        self.residual = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.norm(self.conv(x))
+        return (y + x.mean(1, keepdim=True) if self.residual else y).flatten(1)
+
+
+def test_changed_settings_classes_or_forwards_are_traced_again(monkeypatch):
+    traces = counting_traces(monkeypatch)
+    x = torch.randn(2, 3, 8, 8)
+    model = Switchable().eval()
+    randomize_batchnorm(model, torch.Generator().manual_seed(0))
+    for change in (
+        lambda m: setattr(m, "residual", False),
+        lambda m: setattr(m.norm, "__class__", type("OtherNorm", (nn.BatchNorm2d,), {})),
+        lambda m: setattr(m, "forward", lambda inputs: m.norm(m.conv(inputs)).flatten(1) * 2),
+    ):
+        canonized_output(model, x)
+        before = len(traces)
+        change(model)
+        with torch.no_grad():
+            reference = model(x)
+        torch.testing.assert_close(canonized_output(model, x), reference, rtol=1e-5, atol=1e-5)
+        assert len(traces) == before + 1

@@ -8,6 +8,7 @@ from torch import nn
 from tests.metrics.toolkit import CLASSES, SIZE, batch, gradient_x_input, tiny_cnn
 from xaisearch.metrics import ModelExplainer, evaluate
 from xaisearch.metrics.execution import (
+    MIN_IMAGES_PER_EXPLANATION,
     channels_last_ok,
     explain_in_chunks,
     fast_layout,
@@ -83,7 +84,9 @@ def test_explanations_run_in_chunks_of_the_budget_and_equal_one_call():
     assert a.is_contiguous() and not a.requires_grad
     torch.testing.assert_close(a, gradient_x_input(model, x, y), rtol=1e-5, atol=1e-6)
     assert images_per_explanation(x, 3 * per_image) == 3
-    assert images_per_explanation(x, 1) == 1
+    assert images_per_explanation(x, 1) == 1  # an explicit budget is followed exactly
+    large = torch.zeros(2, 3, 224, 224)
+    assert images_per_explanation(large, None) == MIN_IMAGES_PER_EXPLANATION  # the default has a floor
 
 
 def test_scores_do_not_depend_on_the_chunks(monkeypatch):

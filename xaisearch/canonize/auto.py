@@ -30,19 +30,14 @@ in-place additions whose input is read again and products without a sigmoid gate
 ``BatchNorm1d`` is folded right into a ``Linear`` when the channel counts match; on a 3-D input
 ``(B, C, L)`` with ``L == C`` that would be wrong, which the trace cannot see (``verify`` can).
 
-**Plans are cached per model.** Tracing costs 50-300 ms on torchvision models and a composite
-applies its canonizer on every explanation call. The plan is kept (weakly) for the model while
-its module tree is the same object for object, and every ``plan()`` hands out fresh step
-objects bound to the model's own modules and tensors; the folds themselves are computed at
-``register()`` time from the weights of that moment.
+**Plans are cached per model** (``plan_cache.py``): the trace runs once per model, every
+``plan()`` hands out fresh steps bound to the model's own objects, and the folds are computed
+at ``register()`` time from the weights of that moment.
 """
 
 from __future__ import annotations
 
-import copy
-import itertools
 import operator
-import weakref
 from collections import Counter
 from collections.abc import Callable
 
@@ -61,6 +56,7 @@ from xaisearch.canonize.batchnorm import (
     right_fold_problem,
 )
 from xaisearch.canonize.gates import signal_gate
+from xaisearch.canonize.plan_cache import PlanCache
 from xaisearch.canonize.residual import SUM_NAME
 
 _BATCHNORM = nn.modules.batchnorm._BatchNorm
@@ -210,20 +206,7 @@ def explicit_forward(module: nn.Module, label: str) -> tuple[Callable, dict[str,
     return namespace["forward"], children, changes, left
 
 
-_PLANS: weakref.WeakKeyDictionary[nn.Module, tuple[int, CanonizationPlan]] = weakref.WeakKeyDictionary()
-
-
-def module_tree(model: nn.Module) -> int:
-    """A fingerprint of ``model``'s module tree: names, module objects and instance forwards."""
-    return hash(
-        tuple((name, id(m), id(vars(m).get("forward"))) for name, m in model.named_modules(remove_duplicate=False))
-    )
-
-
-def fresh_steps(plan: CanonizationPlan, model: nn.Module) -> CanonizationPlan:
-    """A copy of ``plan`` with new step objects that point at ``model``'s own modules, parameters and buffers."""
-    own = itertools.chain(model.modules(), model.parameters(), model.buffers())
-    return copy.deepcopy(plan, {id(obj): obj for obj in own})
+_PLANS = PlanCache()
 
 
 class AutoCanonizer(Canonizer):
@@ -232,11 +215,7 @@ class AutoCanonizer(Canonizer):
     name = "auto"
 
     def plan(self, model: nn.Module) -> CanonizationPlan:
-        tree = module_tree(model)
-        cached = _PLANS.get(model)
-        if cached is None or cached[0] != tree:
-            cached = _PLANS[model] = (tree, self._traced_plan(model))
-        return fresh_steps(cached[1], model)
+        return _PLANS.plan(model, self._traced_plan)
 
     def _traced_plan(self, model: nn.Module) -> CanonizationPlan:
         plan = CanonizationPlan(batchnorms=batchnorm_names(model))

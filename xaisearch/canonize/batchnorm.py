@@ -48,7 +48,8 @@ def scaled_layer(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``scale · (W x + b) + shift`` as one layer: ``(scale · W, scale · b + shift)`` per output channel.
 
-    Computed in float64 and returned in ``weight``'s dtype; the one arithmetic of every left fold.
+    The one arithmetic of every left fold. The weight product runs in ``weight``'s dtype (it runs
+    on every explanation call; float64 made resnet50's folds 5x slower), the bias in float64.
     """
     if weight.shape[0] != scale.shape[0]:
         raise ValueError(
@@ -56,8 +57,8 @@ def scaled_layer(
         )
     scale, shift = scale.double(), shift.double()
     bias = bias.detach().double() if bias is not None else torch.zeros_like(scale)
-    new_weight = weight.detach().double() * scale.view(-1, *([1] * (weight.dim() - 1)))
-    return new_weight.to(weight.dtype), (scale * bias + shift).to(weight.dtype)
+    new_weight = weight.detach() * scale.to(weight.dtype).view(-1, *([1] * (weight.dim() - 1)))
+    return new_weight, (scale * bias + shift).to(weight.dtype)
 
 
 def folded_left(linear: nn.Module, norm: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
