@@ -6,7 +6,8 @@ Crash safety, by storage:
   dies (``kill -9``, OOM, preemption) leaves a trial whose heartbeat stops; the next
   ``fail_stale_trials`` — at any worker's next trial, or on this worker's timer — fails it and
   ``RetryHeartbeatStaleTrialCallback`` re-enqueues it with the same parameters. A lost database
-  connection is retried with backoff instead of ending the worker.
+  connection is retried with backoff instead of ending the worker, and the trial it interrupted
+  is failed (if Optuna could not) and enqueued again once (``recover_interrupted``).
 * Journal file: no heartbeats; the process that launched the workers (``xaisearch run --workers``)
   watches them and fails and re-enqueues a dead worker's running trial (``recover_dead_worker``).
 
@@ -72,6 +73,30 @@ def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -
     attrs[RETRY_OF_ATTR] = trial.number
     study.enqueue_trial(trial.params, user_attrs=attrs)
     log.warning("trial %d %s; re-enqueued with the same parameters", trial.number, reason)
+
+
+def has_retry(study: optuna.Study, number: int) -> bool:
+    """Whether trial ``number``'s parameters were already enqueued again (by us or by Optuna's retry callback)."""
+    return any(
+        t.number > number
+        and (t.user_attrs.get(RETRY_OF_ATTR) == number or number in t.system_attrs.get("retry_history", ()))
+        for t in study.get_trials(deepcopy=False)
+    )
+
+
+def recover_interrupted(study: optuna.Study, number: int) -> None:
+    """The trial a lost storage connection interrupted: fail it if it still runs, enqueue its parameters once.
+
+    Optuna fails a trial whose objective raised when it can still reach the storage (a database
+    restart takes a second), and no retry callback sees such a trial: without this, it is lost.
+    """
+    trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+    if trial is None or trial.state not in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL):
+        return
+    if trial.state == optuna.trial.TrialState.RUNNING:
+        study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+    if not has_retry(study, number):
+        requeue(study, trial, "was interrupted by a lost storage connection")
 
 
 def recover_dead_worker(study: optuna.Study, dead_worker: str) -> list[int]:
@@ -215,11 +240,17 @@ def run_worker(options: WorkerOptions) -> int:
         ).start()
     log.info("worker %s joined study %s on %s (device %s)", me, options.study, mask_password(options.storage), device)
     finished: list[int] = []
+    in_flight: list[int] = []  # the trial being run, until Optuna reports it finished
     backoff, down_since = 1.0, None
+
+    def tracked(trial: optuna.Trial) -> float | list[float]:
+        in_flight[:] = [trial.number]
+        return objective(trial)
 
     def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         nonlocal backoff, down_since
         finished.append(trial.number)
+        in_flight.clear()
         backoff, down_since = 1.0, None
         _log_trial(study, trial)
 
@@ -228,7 +259,7 @@ def run_worker(options: WorkerOptions) -> int:
             try:
                 cap = None if options.n_trials is None else options.n_trials - len(finished)
                 wait = float(options.heartbeat.interval) if rdb else None
-                run_trials(study, objective, cap, lambda: signals.stopping, on_trial, wait)
+                run_trials(study, tracked, cap, lambda: signals.stopping, on_trial, wait)
                 break
             except TrialAbandoned:
                 abandoned = [
@@ -251,6 +282,13 @@ def run_worker(options: WorkerOptions) -> int:
                 log.warning("storage unreachable (%s); retrying in %.0f s", reason, backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
+                if in_flight:
+                    try:
+                        recover_interrupted(study, in_flight[0])
+                        in_flight.clear()
+                    except Exception as again:  # still unreachable: the next round tries again
+                        if not _is_connection_error(again):
+                            raise
     finally:
         done.set()
     log.info("worker %s stopped after %d trials", me, len(finished))

@@ -1,0 +1,47 @@
+"""A trial interrupted by a lost storage connection is failed and enqueued again exactly once."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.storages import RetryFailedTrialCallback
+
+from xaisearch.search.worker import RETRY_OF_ATTR, has_retry, recover_interrupted
+
+
+def study_with_running_trial() -> tuple[optuna.Study, int]:
+    study = optuna.create_study()
+    trial = study.ask({"gamma": optuna.distributions.FloatDistribution(0.0, 1.0)})
+    return study, trial.number
+
+
+def waiting(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+
+
+def test_a_running_trial_is_failed_and_enqueued_once():
+    study, number = study_with_running_trial()
+    recover_interrupted(study, number)
+    recover_interrupted(study, number)  # a second recovery (another reconnect) adds nothing
+    assert study.trials[number].state == optuna.trial.TrialState.FAIL
+    (retry,) = waiting(study)
+    assert retry.system_attrs["fixed_params"] == study.trials[number].params  # enqueued: run with these
+    assert retry.user_attrs[RETRY_OF_ATTR] == number
+
+
+def test_a_trial_optuna_already_failed_is_enqueued_once():
+    study, number = study_with_running_trial()
+    study.tell(number, state=optuna.trial.TrialState.FAIL)
+    recover_interrupted(study, number)
+    assert len(waiting(study)) == 1 and has_retry(study, number)
+
+
+def test_finished_trials_and_heartbeat_retries_are_left_alone():
+    study, number = study_with_running_trial()
+    study.tell(number, 0.5)
+    recover_interrupted(study, number)
+    assert waiting(study) == []
+    study, number = study_with_running_trial()
+    study.tell(number, state=optuna.trial.TrialState.FAIL)
+    RetryFailedTrialCallback()(study, study.trials[number])  # what the stale-heartbeat sweep does
+    recover_interrupted(study, number)
+    assert len(waiting(study)) == 1
