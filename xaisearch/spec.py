@@ -51,20 +51,63 @@ class ModelSpec(_Strict):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
 
 
+DatasetName = Literal["shapes", "voc", "imagenet"]
+REAL_DATASETS = ("voc", "imagenet")
+_SHAPES_ONLY = ("ground_truth",)
+_REAL_ONLY = ("root", "split", "classes", "masks", "preprocessing")
+
+
 class DataSpec(_Strict):
-    name: Literal["shapes"] = "shapes"
+    """The evaluation data: the synthetic shapes (default, offline) or a real dataset on disk.
+
+    ``voc`` (Pascal VOC: one sample per image and class, segmentation or box masks) and
+    ``imagenet`` (ILSVRC CLS-LOC with boxes) read ``root``, the folder that holds ``VOCdevkit/``
+    or ``ILSVRC/`` (``$VARIABLES`` and ``~`` are expanded). Their inputs are ImageNet-normalised,
+    so the first layer's z^B bounds default to the per-channel range of that normalisation.
+    """
+
+    name: DatasetName = "shapes"
     n_eval: int = Field(64, gt=0)
     seed: int = 1
     ground_truth: Literal["target", "all_objects"] = "target"
     batch_size: int = Field(64, gt=0)
-    input_low: float = 0.0
-    input_high: float = 1.0
+    root: str | None = None
+    split: Literal["train", "val", "trainval"] = "val"  # trainval: VOC only
+    classes: list[str] | None = Field(None, min_length=1)
+    masks: Literal["segmentation", "boxes"] = "segmentation"  # voc; imagenet masks are always its boxes
+    preprocessing: Literal["resize", "resize_crop"] = "resize"
+    input_low: float | list[float] | None = None
+    input_high: float | list[float] | None = None
 
     @model_validator(mode="after")
-    def _bounds(self) -> DataSpec:
-        if not self.input_low < self.input_high:
+    def _dataset_fields(self) -> DataSpec:
+        real = self.name in REAL_DATASETS
+        fields = type(self).model_fields
+        stray = [f for f in (_SHAPES_ONLY if real else _REAL_ONLY) if getattr(self, f) != fields[f].default]
+        if stray:
+            raise ValueError(f"{stray[0]} does not apply to data {self.name!r}; remove it")
+        if real and not self.root:
+            holder = "VOCdevkit/" if self.name == "voc" else "ILSVRC/"
+            raise ValueError(f"data {self.name!r} needs root: the folder that holds {holder}")
+        if self.input_low is None or self.input_high is None:
+            low, high = self.default_bounds()
+            self.input_low = low if self.input_low is None else self.input_low
+            self.input_high = high if self.input_high is None else self.input_high
+        lows = self.input_low if isinstance(self.input_low, list) else [self.input_low]
+        highs = self.input_high if isinstance(self.input_high, list) else [self.input_high]
+        if len(lows) != len(highs) and 1 not in (len(lows), len(highs)):
+            raise ValueError("input_low and input_high need one value, or one per channel each")
+        if not all(lo < hi for lo, hi in zip(lows * len(highs), highs * len(lows), strict=False)):
             raise ValueError("input_low must be below input_high")
         return self
+
+    def default_bounds(self) -> tuple[float | list[float], float | list[float]]:
+        """Input range: [0, 1] for shapes; per channel of the ImageNet normalisation for real data."""
+        if self.name not in REAL_DATASETS:
+            return 0.0, 1.0
+        from xaisearch.data.preprocess import Geometry, input_bounds
+
+        return input_bounds(Geometry())
 
 
 class GroupSpace(_Strict):
@@ -215,6 +258,9 @@ class StudySpec(_Strict):
     def content_hash(self) -> str:
         """Hash of everything that defines the search (not the budget, which may grow)."""
         data = self.model_dump(mode="json", exclude={"n_trials", "device"})
+        if self.data.name not in REAL_DATASETS:  # shapes studies made before real datasets keep their hash
+            for key in _REAL_ONLY:
+                data["data"].pop(key)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

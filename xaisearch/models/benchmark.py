@@ -51,6 +51,11 @@ def obtain_model(
             raise InputError(f"model.weights: {error}") from None
         except RuntimeError as error:
             raise InputError(f"model.weights: {model_spec.weights} does not fit {model_spec.name}: {error}") from None
+    if data_spec.name != "shapes":
+        raise InputError(
+            f"model.weights: a study on {data_spec.name!r} needs the model's trained weights (a checkpoint file or "
+            "torchvision weights name); xaisearch trains models on the shapes benchmark only"
+        )
     if model_spec.name not in MINI_MODELS:
         raise InputError(f"model.weights: {model_spec.name} needs a weights file; xaisearch trains only {MINI_MODELS}")
     ref.weights = CHECKPOINT_NAME

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -26,9 +27,15 @@ def heatmap_rgb(attribution: torch.Tensor, cmap: str = "bwr") -> np.ndarray:
     return (np.clip(colours[..., :3], 0.0, 1.0) * 255).round().astype(np.uint8)
 
 
-def image_rgb(x: torch.Tensor) -> np.ndarray:
-    """C×H×W input in [0, 1] → H×W×3 uint8."""
-    array = x.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+def image_rgb(x: torch.Tensor, low: float | Sequence[float] = 0.0, high: float | Sequence[float] = 1.0) -> np.ndarray:
+    """C×H×W input whose range is ``[low, high]`` (a number, or one per channel) → H×W×3 uint8.
+
+    With the per-channel bounds of a normalisation (``(0 − mean) / std``, ``(1 − mean) / std``)
+    this undoes it, so real images show in their own colours.
+    """
+    image = x.detach().cpu().double()
+    bounds = [torch.as_tensor(v, dtype=torch.float64).reshape(-1, 1, 1) for v in (low, high)]
+    array = ((image - bounds[0]) / (bounds[1] - bounds[0])).clamp(0, 1).permute(1, 2, 0).numpy()
     return (array * 255).round().astype(np.uint8)
 
 

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from xaisearch.devices import resolve_device
+from xaisearch.errors import InputError
 from xaisearch.search.export import best_trial, config_of, export_trial, seed_trials
 from xaisearch.search.objective import Objective, mean_attr
 from xaisearch.search.storage import mask_password, refuse_concurrent_sqlite
@@ -187,7 +188,8 @@ def heatmap_gallery(bench: Workbench, study: optuna.Study, best_seed: str | None
 
     batch = bench.batches[0]
     x, y = batch.x[:n_images], batch.y[:n_images]
-    rows = [("input", [png_data_uri(image_rgb(image)) for image in x])]
+    bounds = (bench.spec.data.input_low, bench.spec.data.input_high)
+    rows = [("input", [png_data_uri(image_rgb(image, *bounds)) for image in x])]
     chosen = [("best trial", best_trial(study))]
     if best_seed is not None:
         chosen.append((f"best seed ({best_seed})", seed_trials(study)[best_seed]))
@@ -234,9 +236,15 @@ def create_study(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.manual_seed(spec.seed)
     run_dir = out_dir or Path("runs") / spec.name
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     storage_url = storage_url or default_storage_url(run_dir)
-    bench = prepare_workbench(spec, run_dir, console)
+    try:
+        bench = prepare_workbench(spec, run_dir, console)
+    except InputError:  # bad data root or weights: leave nothing behind
+        if created and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+        raise
     study, skipped = open_study(spec, storage_url, bench.space, budget, run_dir, bench.directions())
     for line in skipped:
         console.print(f"[yellow]{line}[/yellow]")

@@ -124,7 +124,17 @@ def study_spec(study: optuna.Study) -> StudySpec:
         raise InputError(
             f"study {study.study_name!r} was not created by xaisearch (no stored spec); use 'xaisearch create'"
         )
-    return StudySpec.model_validate(study.user_attrs[SPEC_ATTR])
+    from pydantic import ValidationError
+
+    try:
+        return StudySpec.model_validate(study.user_attrs[SPEC_ATTR])
+    except ValidationError as error:  # made by another xaisearch version: no worker can run it, none restarts
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "spec"
+        raise InputError(
+            f"study {study.study_name!r}: its stored spec does not validate here ({field}: {first['msg']}); "
+            "run workers with the xaisearch version that created it, or create the study again"
+        ) from None
 
 
 def study_budget(study: optuna.Study) -> int:

@@ -27,15 +27,35 @@ from xaisearch.spec import DataSpec, StudySpec
 
 
 def evaluation_batches(data: DataSpec, image_size: int, device: torch.device) -> list[EvalBatch]:
-    """The study's evaluation set (the shapes ``val`` split, disjoint from training data)."""
-    from xaisearch.data.shapes import generate
+    """The study's evaluation set: the shapes ``val`` split (disjoint from training data), or a
+    seeded sample of the real dataset the study names; masks are B×1×H×W."""
+    if data.name == "shapes":
+        from xaisearch.data.shapes import generate
 
-    scenes = generate(data.n_eval, seed=data.seed, split="val", image_size=image_size)
-    x = torch.from_numpy(scenes.x).to(device)
-    y = torch.from_numpy(scenes.y).to(device)
-    s = torch.from_numpy(scenes.mask(data.ground_truth)).to(device)
+        scenes = generate(data.n_eval, seed=data.seed, split="val", image_size=image_size)
+        x, y = torch.from_numpy(scenes.x), torch.from_numpy(scenes.y)
+        s = torch.from_numpy(scenes.mask(data.ground_truth))
+    else:
+        x, y, s = real_evaluation_set(data, image_size)
+    x, y, s = x.to(device), y.to(device), s.to(device)
     step = data.batch_size
     return [EvalBatch(x[i : i + step], y[i : i + step], s[i : i + step]) for i in range(0, len(x), step)]
+
+
+def real_evaluation_set(data: DataSpec, image_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``data.n_eval`` samples of ``data.name`` under ``data.root``; a missing or empty tree is an input error."""
+    from xaisearch.data.loading import open_dataset, seeded_sample
+
+    try:
+        dataset = open_dataset(
+            data.name, data.root or "", image_size, data.split, data.classes, data.masks, data.preprocessing
+        )
+    except FileNotFoundError as error:
+        raise InputError(f"data.root: {str(error).splitlines()[0]}") from None
+    except ValueError as error:  # unknown class, wrong split, nothing to sample
+        raise InputError(f"data: {str(error).splitlines()[0]}") from None
+    x, y, s = seeded_sample(dataset, data.n_eval, data.seed)
+    return x, y, s.unsqueeze(1).to(torch.uint8)
 
 
 def build_suite(spec: StudySpec) -> MetricSuite:
