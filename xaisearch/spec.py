@@ -93,12 +93,15 @@ class DataSpec(_Strict):
             low, high = self.default_bounds()
             self.input_low = low if self.input_low is None else self.input_low
             self.input_high = high if self.input_high is None else self.input_high
-        lows = self.input_low if isinstance(self.input_low, list) else [self.input_low]
-        highs = self.input_high if isinstance(self.input_high, list) else [self.input_high]
-        if len(lows) != len(highs) and 1 not in (len(lows), len(highs)):
-            raise ValueError("input_low and input_high need one value, or one per channel each")
-        if not all(lo < hi for lo, hi in zip(lows * len(highs), highs * len(lows), strict=False)):
+        if isinstance(self.input_low, list) != isinstance(self.input_high, list):
+            raise ValueError("input_low and input_high must both be numbers or both be lists (one value per channel)")
+        lows, highs = (v if isinstance(v, list) else [v] for v in (self.input_low, self.input_high))
+        if not lows or len(lows) != len(highs):
+            raise ValueError("input_low and input_high need the same number of values, one per channel")
+        if not all(lo < hi for lo, hi in zip(lows, highs, strict=True)):
             raise ValueError("input_low must be below input_high")
+        if self.name == "imagenet" and (self.split == "trainval" or self.masks != fields["masks"].default):
+            raise ValueError("data 'imagenet' takes split train or val and always uses its boxes; remove masks")
         return self
 
     def default_bounds(self) -> tuple[float | list[float], float | list[float]]:
@@ -241,6 +244,15 @@ class StudySpec(_Strict):
             raise ValueError("give either 'metrics' (a list with weights) or 'suite' (fast or paper), not both or none")
         if self.metrics and not any(metric.weight > 0 for metric in self.metrics):
             raise ValueError("metrics: at least one metric needs a weight > 0")
+        channels = self.model.input_shape[0]
+        if isinstance(self.data.input_low, list) and len(self.data.input_low) != channels:
+            raise ValueError(
+                f"data.input_low/input_high: {len(self.data.input_low)} values for {channels} input channels"
+            )
+        if self.data.name in REAL_DATASETS and channels != 3:
+            raise ValueError(
+                f"model.input_shape: data {self.data.name!r} has RGB images, so 3 channels, not {channels}"
+            )
         names = self.metric_names()
         for index, name in enumerate(self.objective.metrics):
             if name not in names:
@@ -255,12 +267,18 @@ class StudySpec(_Strict):
 
         return [entry.metric.name for entry in suite_entries(self.suite, image_size=self.model.input_shape[-1])]
 
-    def content_hash(self) -> str:
-        """Hash of everything that defines the search (not the budget, which may grow)."""
-        data = self.model_dump(mode="json", exclude={"n_trials", "device"})
-        if self.data.name not in REAL_DATASETS:  # shapes studies made before real datasets keep their hash
+    def stored_form(self) -> dict[str, Any]:
+        """The spec as JSON data, without the real-data fields of a shapes study: studies made before
+        real datasets keep their hash, and workers of that version can still read new shapes studies."""
+        data = self.model_dump(mode="json")
+        if self.data.name not in REAL_DATASETS:
             for key in _REAL_ONLY:
                 data["data"].pop(key)
+        return data
+
+    def content_hash(self) -> str:
+        """Hash of everything that defines the search (not the budget, which may grow)."""
+        data = {k: v for k, v in self.stored_form().items() if k not in ("n_trials", "device")}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -112,8 +112,9 @@ def test_box_masks_are_not_transposed_on_non_square_images(root, images, mode):
     if mode == "resize":
         assert cat[0, 0] and not cat[-1, 0] and not cat[0, -1]
         rows, cols = torch.nonzero(cat, as_tuple=True)
-        # nearest: output row i is source row ⌊i·37/24⌋ (inside while ≤ 7), column j is ⌊j·53/24⌋ (≤ 9)
-        assert int(rows.max()) == 5 and int(cols.max()) == 4 and int(cat.sum()) == 6 * 5
+        # centre-aligned nearest: output row i is source row ⌊(i + ½)·37/24⌋ (inside while ≤ 7),
+        # column j is ⌊(j + ½)·53/24⌋ (inside while ≤ 9)
+        assert int(rows.max()) == 4 and int(cols.max()) == 4 and int(cat.sum()) == 5 * 5
 
 
 def test_difficult_boxes_are_skipped_unless_included(root, images):

@@ -65,10 +65,31 @@ def test_real_data_problems_are_one_line_input_errors(tiny_study, write_study, t
     del untrained["model"]["weights"]
     assert main(["run", str(write_study(untrained)), "--out", str(tmp_path / "b")]) == 2
     assert "model.weights" in capsys.readouterr().err
-    for bad, field in (({"name": "voc"}, "root"), ({"name": "shapes", "root": "x"}, "root")):
+    for bad, field in (
+        ({"name": "voc"}, "root"),
+        ({"name": "shapes", "root": "x"}, "root"),
+        ({"name": "voc", "root": "x", "input_low": -1.0}, "both be numbers or both be lists"),
+        ({"input_low": [], "input_high": []}, "same number of values"),
+        ({"name": "imagenet", "root": "x", "masks": "boxes"}, "remove masks"),
+    ):
         with pytest.raises(ValueError, match=field):
             DataSpec(**bad)
-    assert not (tmp_path / "a").exists()
+    two_channels = real_study(tiny_study, {"name": "voc", "root": "x"}, weights, 20)
+    two_channels["data"] |= {"input_low": [0.0, 0.0], "input_high": [1.0, 1.0]}
+    assert main(["run", str(write_study(two_channels)), "--out", str(tmp_path / "c")]) == 2
+    assert "2 values for 3 input channels" in capsys.readouterr().err
+    assert not any((tmp_path / name).exists() for name in "abc")
+
+
+def test_an_unreadable_image_is_a_one_line_error_and_leaves_nothing(tiny_study, write_study, tmp_path, capsys):
+    root = write_voc_tree(tmp_path / "voc")
+    for jpeg in (root / "VOCdevkit" / "VOC2012" / "JPEGImages").iterdir():
+        jpeg.write_bytes(b"not a jpeg")
+    study = write_study(real_study(tiny_study, {"name": "voc", "root": str(root)}, checkpoint(tmp_path, 20), 20))
+    assert main(["run", str(study), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: data:")
+    assert not (tmp_path / "run").exists()
 
 
 def test_the_voc_example_study_is_valid():
@@ -85,8 +106,10 @@ def test_a_stored_spec_validates_again_with_the_same_hash(study_file):
     from xaisearch.spec import StudySpec, load_spec
 
     spec = load_spec(study_file)
-    again = StudySpec.model_validate(spec.model_dump(mode="json"))
+    stored = spec.stored_form()
+    again = StudySpec.model_validate(stored)
     assert again == spec and again.content_hash() == spec.content_hash()
+    assert ("root" in stored["data"]) == (spec.data.name != "shapes")  # older workers read shapes studies
 
 
 def test_a_stored_spec_this_version_cannot_read_stops_workers_with_exit_2(tiny_study, tmp_path, capsys):

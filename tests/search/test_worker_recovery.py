@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import optuna
+import pytest
 from optuna.storages import RetryFailedTrialCallback
 
 from xaisearch.search.worker import RETRY_OF_ATTR, has_retry, recover_interrupted
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
 
 def study_with_running_trial() -> tuple[optuna.Study, int]:
@@ -44,4 +47,14 @@ def test_finished_trials_and_heartbeat_retries_are_left_alone():
     study.tell(number, state=optuna.trial.TrialState.FAIL)
     RetryFailedTrialCallback()(study, study.trials[number])  # what the stale-heartbeat sweep does
     recover_interrupted(study, number)
+    assert len(waiting(study)) == 1
+
+
+def test_the_last_point_of_a_grid_is_recovered_without_stopping_the_study():
+    """``study.tell`` would run the grid sampler's ``after_trial``, which stops the study outside ``optimize``."""
+    study = optuna.create_study(sampler=optuna.samplers.GridSampler({"gamma": [0.25]}))
+    trial = study.ask()
+    trial.suggest_categorical("gamma", [0.25])
+    recover_interrupted(study, trial.number)
+    assert study.trials[trial.number].state == optuna.trial.TrialState.FAIL
     assert len(waiting(study)) == 1

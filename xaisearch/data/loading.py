@@ -7,6 +7,7 @@ first ``n`` items, read in index order.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import torch
 from torch.utils.data import Dataset
 
 from xaisearch.data.preprocess import Geometry, Preprocessing
+
+log = logging.getLogger("xaisearch.data")
 
 
 def expand_root(root: str) -> Path:
@@ -46,6 +49,8 @@ def open_dataset(
 def seeded_sample(dataset: Dataset, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(x, y, mask)`` of ``min(n, len(dataset))`` items drawn without replacement from ``seed``."""
     size = len(dataset)  # type: ignore[arg-type]
+    if n > size:
+        log.warning("%d evaluation samples asked for, the dataset holds %d: using all of them", n, size)
     order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:n].sort().values
     xs, ys, masks = zip(*(dataset[int(i)] for i in order), strict=True)
     return torch.stack(xs), torch.stack([torch.as_tensor(y, dtype=torch.long) for y in ys]), torch.stack(masks)

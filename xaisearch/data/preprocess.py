@@ -7,11 +7,12 @@ Two modes (reference: paper-and-data.md §5.5), recorded with every sample set:
 * ``resize_crop``: the shorter side to ``round(S · 256 / 224)``, then ``CenterCrop(S)``. This is
   torchvision's ``weights.transforms()``, which pretrained weights expect.
 
-The mask goes through the same transform with nearest-neighbour interpolation
-(``torchvision.transforms.v2`` with ``tv_tensors.Mask``). It stays exact: every mask pixel is the
-source pixel it lands on, with no blending. Images are converted to RGB, scaled to [0, 1] and
-normalised per channel. ``input_bounds`` gives the per-channel range of the normalised input,
-which the first layer's z^B rule needs.
+The mask goes through the same resize and crop with centre-aligned nearest-neighbour
+interpolation (``NEAREST_EXACT``, aligned like the image's bilinear resize; torchvision's default
+``NEAREST`` for masks floors coordinates and shifts edges by up to a pixel). It stays exact:
+every mask pixel is the source pixel under its centre, with no blending. Images are converted
+to RGB, scaled to [0, 1] and normalised per channel. ``input_bounds`` gives the per-channel
+range of the normalised input, which the first layer's z^B rule needs.
 """
 
 from __future__ import annotations
@@ -55,7 +56,6 @@ def prepare(image, mask: np.ndarray, geometry: Geometry) -> tuple[torch.Tensor, 
     ``image`` is a PIL image or an ``H×W×3`` uint8 array; ``mask`` an ``H×W`` array of the same
     height and width (any dtype; nonzero is inside).
     """
-    from torchvision import tv_tensors
     from torchvision.transforms import v2
 
     pixels = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image, dtype=np.uint8)
@@ -63,16 +63,18 @@ def prepare(image, mask: np.ndarray, geometry: Geometry) -> tuple[torch.Tensor, 
         raise ValueError(f"expected an RGB image, got an array of shape {pixels.shape}")
     if mask.shape != pixels.shape[:2]:
         raise ValueError(f"mask shape {mask.shape} does not match the image's {pixels.shape[:2]}")
-    picture = tv_tensors.Image(torch.from_numpy(pixels.copy()).permute(2, 0, 1))
-    region = tv_tensors.Mask(torch.from_numpy(np.asarray(mask) != 0).to(torch.uint8).unsqueeze(0))
-    if geometry.mode == "resize":
-        steps = [v2.Resize((geometry.size, geometry.size), antialias=True)]
-    else:
-        steps = [v2.Resize(geometry.resize_size, antialias=True), v2.CenterCrop(geometry.size)]
-    picture, region = v2.Compose(steps)(picture, region)
+    picture = torch.from_numpy(pixels.copy()).permute(2, 0, 1)
+    region = torch.from_numpy(np.asarray(mask) != 0).to(torch.uint8).unsqueeze(0)
+    size = [geometry.size, geometry.size] if geometry.mode == "resize" else geometry.resize_size
+    picture = v2.functional.resize(picture, size, antialias=True)
+    # centre-aligned nearest neighbour, as the bilinear image resize: NEAREST floors and shifts edges by a pixel
+    region = v2.functional.resize(region, size, interpolation=v2.InterpolationMode.NEAREST_EXACT)
+    if geometry.mode == "resize_crop":
+        picture = v2.functional.center_crop(picture, [geometry.size])
+        region = v2.functional.center_crop(region, [geometry.size])
     x = v2.functional.to_dtype(picture, torch.float32, scale=True)
     x = v2.functional.normalize(x, list(geometry.mean), list(geometry.std))
-    return x.as_subclass(torch.Tensor), region[0].as_subclass(torch.Tensor).bool()
+    return x, region[0].bool()
 
 
 def input_bounds(geometry: Geometry) -> tuple[list[float], list[float]]:

@@ -175,7 +175,11 @@ def _read_boxes(path: Path, include_difficult: bool) -> dict[int, list[Box]]:
     they are rounded to the nearest pixel.
     """
     boxes: dict[int, list[Box]] = {}
-    for obj in ElementTree.parse(path).getroot().iter("object"):
+    try:
+        objects = list(ElementTree.parse(path).getroot().iter("object"))
+    except ElementTree.ParseError as error:
+        raise ValueError(f"{path} is not a readable annotation XML ({error}); use VOC's own annotations") from None
+    for obj in objects:
         name = (obj.findtext("name") or "").strip()
         if name not in VOC_CLASSES:
             raise ValueError(f"{path}: unknown object name {name!r}; valid names: {', '.join(VOC_CLASSES)}")

@@ -7,7 +7,6 @@ enqueued. Workers are therefore stateless: ``load_study`` + ``study_spec`` is al
 
 from __future__ import annotations
 
-import json
 import warnings
 import zlib
 from importlib import metadata
@@ -87,7 +86,7 @@ def open_study(
             "give this study a new name or use another --out/--storage"
         )
     if stored_hash is None:
-        study.set_user_attr(SPEC_ATTR, json.loads(spec.model_dump_json()))
+        study.set_user_attr(SPEC_ATTR, spec.stored_form())
         study.set_user_attr(SPEC_HASH_ATTR, spec.content_hash())
         study.set_user_attr("versions", versions())
     wanted_budget = budget or spec.n_trials

@@ -50,11 +50,11 @@ def real_evaluation_set(data: DataSpec, image_size: int) -> tuple[torch.Tensor, 
         dataset = open_dataset(
             data.name, data.root or "", image_size, data.split, data.classes, data.masks, data.preprocessing
         )
+        x, y, s = seeded_sample(dataset, data.n_eval, data.seed)
     except FileNotFoundError as error:
         raise InputError(f"data.root: {str(error).splitlines()[0]}") from None
-    except ValueError as error:  # unknown class, wrong split, nothing to sample
+    except (ValueError, OSError) as error:  # unknown class, wrong split, nothing to sample, unreadable image
         raise InputError(f"data: {str(error).splitlines()[0]}") from None
-    x, y, s = seeded_sample(dataset, data.n_eval, data.seed)
     return x, y, s.unsqueeze(1).to(torch.uint8)
 
 

@@ -75,6 +75,18 @@ def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -
     log.warning("trial %d %s; re-enqueued with the same parameters", trial.number, reason)
 
 
+def mark_failed(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Set a running trial FAIL in the storage, as ``fail_stale_trials`` does.
+
+    Not ``study.tell``: that runs the sampler's ``after_trial``, and a grid sampler whose last
+    point this was calls ``study.stop()``, which raises outside ``optimize``.
+    """
+    try:
+        study._storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass  # finished meanwhile (by its own worker or by the stale-heartbeat sweep)
+
+
 def has_retry(study: optuna.Study, number: int) -> bool:
     """Whether trial ``number``'s parameters were already enqueued again (by us or by Optuna's retry callback)."""
     return any(
@@ -84,7 +96,9 @@ def has_retry(study: optuna.Study, number: int) -> bool:
     )
 
 
-def recover_interrupted(study: optuna.Study, number: int) -> None:
+def recover_interrupted(
+    study: optuna.Study, number: int, reason: str = "was interrupted by a lost storage connection"
+) -> None:
     """The trial a lost storage connection interrupted: fail it if it still runs, enqueue its parameters once.
 
     Optuna fails a trial whose objective raised when it can still reach the storage (a database
@@ -94,9 +108,9 @@ def recover_interrupted(study: optuna.Study, number: int) -> None:
     if trial is None or trial.state not in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL):
         return
     if trial.state == optuna.trial.TrialState.RUNNING:
-        study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+        mark_failed(study, trial)
     if not has_retry(study, number):
-        requeue(study, trial, "was interrupted by a lost storage connection")
+        requeue(study, trial, reason)
 
 
 def recover_dead_worker(study: optuna.Study, dead_worker: str) -> list[int]:
@@ -104,7 +118,7 @@ def recover_dead_worker(study: optuna.Study, dead_worker: str) -> list[int]:
     recovered = []
     for trial in study.get_trials(deepcopy=False, states=(RUNNING,)):
         if trial.user_attrs.get(WORKER_ATTR) == dead_worker:
-            study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+            mark_failed(study, trial)
             requeue(study, trial, f"was running on {dead_worker}, which died")
             recovered.append(trial.number)
     return recovered
@@ -240,37 +254,34 @@ def run_worker(options: WorkerOptions) -> int:
         ).start()
     log.info("worker %s joined study %s on %s (device %s)", me, options.study, mask_password(options.storage), device)
     finished: list[int] = []
-    in_flight: list[int] = []  # the trial being run, until Optuna reports it finished
+    in_flight: list[int] = []  # started and not reported finished: the one running, or interrupted ones
     backoff, down_since = 1.0, None
 
     def tracked(trial: optuna.Trial) -> float | list[float]:
-        in_flight[:] = [trial.number]
+        in_flight.append(trial.number)
         return objective(trial)
 
     def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         nonlocal backoff, down_since
         finished.append(trial.number)
-        in_flight.clear()
+        if trial.number in in_flight:
+            in_flight.remove(trial.number)
         backoff, down_since = 1.0, None
         _log_trial(study, trial)
 
     try:
         while True:
             try:
+                while in_flight:  # trials a lost connection interrupted (none on the first round)
+                    recover_interrupted(study, in_flight[0])
+                    in_flight.pop(0)
                 cap = None if options.n_trials is None else options.n_trials - len(finished)
                 wait = float(options.heartbeat.interval) if rdb else None
                 run_trials(study, tracked, cap, lambda: signals.stopping, on_trial, wait)
                 break
             except TrialAbandoned:
-                abandoned = [
-                    t
-                    for t in study.get_trials(deepcopy=False)
-                    if t.user_attrs.get(WORKER_ATTR) == me
-                    and t.state == optuna.trial.TrialState.FAIL
-                    and RETRY_OF_ATTR not in t.user_attrs
-                ]
-                if abandoned:
-                    requeue(study, abandoned[-1], "was abandoned on a second signal")
+                for number in in_flight:  # the trial the signal interrupted (Optuna failed it)
+                    recover_interrupted(study, number, "was abandoned on a second signal")
                 break
             except Exception as error:
                 if not _is_connection_error(error):
@@ -282,13 +293,6 @@ def run_worker(options: WorkerOptions) -> int:
                 log.warning("storage unreachable (%s); retrying in %.0f s", reason, backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
-                if in_flight:
-                    try:
-                        recover_interrupted(study, in_flight[0])
-                        in_flight.clear()
-                    except Exception as again:  # still unreachable: the next round tries again
-                        if not _is_connection_error(again):
-                            raise
     finally:
         done.set()
     log.info("worker %s stopped after %d trials", me, len(finished))
