@@ -1,11 +1,21 @@
 """Workers on a real PostgreSQL: budget, no trial lost or run twice, crash and restart recovery."""
 
+import copy
 import os
 import signal
 
 import optuna
+import yaml
 
-from tests.service.conftest import assert_integrity, create, load, start_worker, trials_run_by_logs, wait_for
+from tests.service.conftest import (
+    SERVICE_STUDY,
+    assert_integrity,
+    create,
+    load,
+    start_worker,
+    trials_run_by_logs,
+    wait_for,
+)
 
 SHORT_HEARTBEAT = ("--heartbeat-interval", "1", "--grace-period", "4")
 
@@ -26,8 +36,14 @@ def test_two_workers_complete_the_budget_with_no_trial_lost_or_run_twice(pg_url,
     assert len({t.user_attrs["seed_composite"] for t in seeds}) == len(seeds) == 3  # each seed once
 
 
-def test_a_worker_killed_mid_trial_is_retried_with_the_same_parameters(pg_url, service_study, tmp_path):
-    create(service_study, pg_url, tmp_path / "run", n_trials=8)
+def test_a_worker_killed_mid_trial_is_retried_with_the_same_parameters(pg_url, tmp_path):
+    # trials several times longer than the service study's, so that the kill lands inside one
+    slow = copy.deepcopy(SERVICE_STUDY)
+    slow["data"] = {"n_eval": 192, "batch_size": 16}
+    slow["metrics"][1]["params"] = {"steps": 48}
+    study_file = tmp_path / "slow.yaml"
+    study_file.write_text(yaml.safe_dump(slow))
+    create(study_file, pg_url, tmp_path / "run", n_trials=8)
     victim = start_worker("service", pg_url, tmp_path / "victim.log", *SHORT_HEARTBEAT)
     study = load(pg_url)
 
@@ -41,7 +57,7 @@ def test_a_worker_killed_mid_trial_is_retried_with_the_same_parameters(pg_url, s
             None,
         )
 
-    killed = wait_for(victims_running_trial)
+    killed = wait_for(victims_running_trial, every=0.02)
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
     survivor = start_worker("service", pg_url, tmp_path / "survivor.log", *SHORT_HEARTBEAT)
