@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 def _space():
     import torch
 
-    from xaisearch.explain.config import ModelRef
+    from xaisearch.models.ref import ModelRef
     from xaisearch.models.zoo import build_architecture
     from xaisearch.search.space import SearchSpace
     from xaisearch.spec import load_spec
@@ -41,7 +41,8 @@ def _space():
 def _worker(storage_url: str, study_name: str, trials: int, ready, start) -> None:
     import optuna
 
-    from xaisearch.search.study import load_existing_study, make_sampler
+    from xaisearch.search.study import make_sampler
+    from xaisearch.service.studies import load_existing_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec, space = _space()
@@ -63,7 +64,7 @@ def measure(storage_url: str, workers: int, trials: int) -> tuple[float, float]:
     """(trials per second, worker CPU milliseconds per trial) for ``workers`` processes."""
     import optuna
 
-    from xaisearch.search.storage import open_storage
+    from xaisearch.service.storage import open_storage
 
     name = f"bench-{time.monotonic_ns()}"
     optuna.create_study(study_name=name, storage=open_storage(storage_url), direction="maximize")

@@ -16,9 +16,9 @@ __all__ = ["ExplainerConfig", "composite_from_config", "model_from_config", "__v
 
 def __getattr__(name: str) -> Any:
     if name in ("composite_from_config", "model_from_config"):
-        from xaisearch import api
+        from xaisearch.explain import from_config
 
-        return getattr(api, name)
+        return getattr(from_config, name)
     if name == "ExplainerConfig":
         from xaisearch.explain.config import ExplainerConfig
 

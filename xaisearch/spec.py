@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from xaisearch.errors import InputError
 
 Direction = Literal["higher", "lower"]
+Normalisation = Literal["none", "seed"]  # see search.normalisation
 RuleName = Literal["epsilon", "gamma", "zplus", "alpha_beta", "flat", "zbox", "pass"]
 FirstLayerChoice = Literal["group", "zbox", "flat", "epsilon", "gamma", "zplus", "alpha_beta"]
 SeedName = Literal[
@@ -104,6 +105,11 @@ class DataSpec(_Strict):
             raise ValueError("data 'imagenet' takes split train or val and always uses its boxes; remove masks")
         return self
 
+    def bounds(self) -> tuple[float | list[float], float | list[float]]:
+        """``(input_low, input_high)``, filled in by validation (scalars or one value per channel)."""
+        assert self.input_low is not None and self.input_high is not None  # set by the validator
+        return self.input_low, self.input_high
+
     def default_bounds(self) -> tuple[float | list[float], float | list[float]]:
         """Input range: [0, 1] for shapes; per channel of the ImageNet normalisation for real data."""
         if self.name not in REAL_DATASETS:
@@ -149,7 +155,7 @@ class SearchSpaceSpec(_Strict):
 
     layer_groups: Literal["depth"] | dict[str, list[str]] = "depth"
     groups: dict[str, GroupSpace]
-    first_layer: list[FirstLayerChoice] = Field(default_factory=lambda: [FIRST_LAYER_GROUP])
+    first_layer: list[FirstLayerChoice] = Field(default_factory=lambda: [cast(FirstLayerChoice, FIRST_LAYER_GROUP)])
     ranges: dict[str, ParamRange] = Field(default_factory=_default_ranges)
 
     @field_validator("ranges")
@@ -204,7 +210,7 @@ class ObjectiveSpec(_Strict):
     metrics: list[str] = Field(default_factory=list)
     # "seed": each metric as a z-score against the seed composites, evaluated once per worker, so
     # metrics of different units (the paper suite) add up and every trial is scored alike
-    normalisation: Literal["none", "seed"] = "none"
+    normalisation: Normalisation = "none"
 
     @model_validator(mode="after")
     def _pruning_is_scalar(self) -> ObjectiveSpec:
@@ -227,7 +233,7 @@ class StudySpec(_Strict):
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
     objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
     n_heatmaps: int = Field(4, ge=0, le=64)  # heatmap artifacts per trial (fixed evaluation images)
-    seeds: list[SeedName] = Field(default_factory=lambda: list(SEED_COMPOSITES))
+    seeds: list[SeedName] = Field(default_factory=lambda: cast(list[SeedName], list(SEED_COMPOSITES)))
 
     @field_validator("canonizer")
     @classmethod
@@ -265,6 +271,7 @@ class StudySpec(_Strict):
             return [metric.name for metric in self.metrics]
         from xaisearch.metrics.suite import suite_entries
 
+        assert self.suite is not None  # the validator requires metrics or a suite
         return [entry.metric.name for entry in suite_entries(self.suite, image_size=self.model.input_shape[-1])]
 
     def stored_form(self) -> dict[str, Any]:

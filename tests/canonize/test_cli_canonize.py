@@ -40,3 +40,12 @@ def test_bad_model_name_is_exit_2_with_one_line(capsys):
 def test_bad_canonizer_name_is_exit_2(capsys):
     assert main(["canonize", "mini_vgg", "--canonizer", "resnett"]) == 2
     assert "resnett" in capsys.readouterr().err
+
+
+def test_relation_network_is_canonized_by_its_registered_canonizer(capsys):
+    # the command kept its own list of models and refused the Relation Network
+    assert main(["canonize", "mini_relation_network", "--json", "--input-size", "80"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["canonizer"] == "relation_network"
+    assert report["bn_total"] == report["bn_folded"] == 4 and report["unfolded"] == []
+    assert report["max_rel_diff"] <= 1e-5 and report["restored_exactly"] is True

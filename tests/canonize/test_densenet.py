@@ -20,8 +20,9 @@ from tests.canonize.architectures import zennit_guard
 from xaisearch.canonize import canonizer_name_for, get_canonizer, verify_canonizer
 from xaisearch.canonize._merge_right import FoldSliceRight, ThresholdedReLU, scale_shift
 from xaisearch.canonize.base import SurgeryStep
-from xaisearch.canonize.batchnorm import BiasMapConv2d, IdentityBatchNorm
 from xaisearch.canonize.densenet import VARIANTS
+from xaisearch.canonize.fold_right import BiasMapConv2d
+from xaisearch.canonize.plan import IdentityBatchNorm
 from xaisearch.canonize.verify import _snapshot, randomize_batchnorm, restore_problems, structure_snapshot
 
 CANONIZERS = [f"densenet.{variant}" for variant in VARIANTS]

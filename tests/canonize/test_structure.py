@@ -14,7 +14,7 @@ from zennit.layer import Sum
 from tests.canonize.architectures import PartlyFoldable, UnseenNet, mini_efficientnet, mini_resnet
 from xaisearch.canonize import canonizer_name_for, get_canonizer
 from xaisearch.canonize.auto import UntraceableModelError
-from xaisearch.canonize.batchnorm import BiasMapConv2d, FoldBatchNormRight, right_fold_problem
+from xaisearch.canonize.fold_right import BiasMapConv2d, FoldBatchNormRight, right_fold_problem
 from xaisearch.canonize.gates import signal_gate
 from xaisearch.canonize.verify import (
     _snapshot,

@@ -6,7 +6,7 @@ import torchvision
 
 from xaisearch.canonize import get_canonizer, verify_canonizer
 from xaisearch.canonize.base import CanonizationPlan, Canonizer, SurgeryStep
-from xaisearch.canonize.batchnorm import FoldBatchNormLeft
+from xaisearch.canonize.fold_left import FoldBatchNormLeft
 from xaisearch.canonize.verify import _snapshot, restore_problems
 from xaisearch.models.mini import mini_vgg
 

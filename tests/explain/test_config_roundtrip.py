@@ -7,9 +7,10 @@ from zennit.composites import EpsilonAlpha2Beta1Flat, EpsilonGammaBox, EpsilonPl
 
 import xaisearch
 from xaisearch.canonize import get_canonizer
-from xaisearch.explain import ExplainerConfig, FirstLayerRule, GroupRule, ModelRef, RuleError, explain
+from xaisearch.explain import ExplainerConfig, FirstLayerRule, GroupRule, RuleError, explain
 from xaisearch.explain.groups import depth_groups, execution_order, first_layer
 from xaisearch.explain.methods import one_hot_target
+from xaisearch.models.ref import ModelRef
 
 
 def config_for(model, rules: dict[str, tuple[str, dict]], first=None, weights=None) -> ExplainerConfig:

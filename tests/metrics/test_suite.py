@@ -9,8 +9,8 @@ import torch
 
 from tests.metrics.toolkit import batch, gradient_x_input, masks
 from xaisearch.metrics import MetricSuite, ModelExplainer, WeightedMetric, make_metric, suite_entries
-from xaisearch.metrics.objective import multi_objective, normalise_mean, weighted_objective
 from xaisearch.metrics.suite import EvalBatch
+from xaisearch.search.normalisation import multi_objective, normalise_mean, weighted_objective
 
 
 class CountingModel(torch.nn.Module):
@@ -102,8 +102,9 @@ def test_suite_passes_its_explainer_and_caches_rule_independent_work_across_tria
 
 def test_suite_accepts_a_composite_config(tmp_path):
     pytest.importorskip("zennit")
-    from xaisearch.explain.config import ExplainerConfig, ModelRef
+    from xaisearch.explain.config import ExplainerConfig
     from xaisearch.explain.methods import attribute, build_composite
+    from xaisearch.models.ref import ModelRef
 
     model, x, y, a, s = batch(2, seed=2)
     config = ExplainerConfig(model=ModelRef(name="tiny", num_classes=3, input_shape=(3, 16, 16)), method="gradient")
@@ -119,10 +120,8 @@ def test_weighted_objective_orients_by_direction_and_normalises():
     means = {"sparseness": 0.6, "avg_sensitivity": 0.2}
     assert weighted_objective(means, entries) == pytest.approx((0.6 - 3 * 0.2) / 4)
     trials = [{"sparseness": 0.4, "avg_sensitivity": 0.4}, {"sparseness": 0.8, "avg_sensitivity": 0.1}]
-    # min-max: sparseness (0.6-0.4)/0.4 = 0.5 up; sensitivity (0.2-0.1)/0.3 = 1/3, lower is better
-    assert weighted_objective(means, entries, "minmax", trials) == pytest.approx((0.5 - 3 / 3) / 4)
-    # rank: sparseness beats one of two (0.5); sensitivity beats one of two (1 - 0.5)
-    assert weighted_objective(means, entries, "rank", trials) == pytest.approx((0.5 + 3 * 0.5) / 4)
+    # seed z-scores: sparseness (0.6-0.6)/0.28 = 0; sensitivity (0.2-0.25)/(0.15·√2), lower is better
+    assert weighted_objective(means, entries, "seed", trials) == pytest.approx(3 * 0.05 / (0.15 * math.sqrt(2)) / 4)
     assert normalise_mean(0.7, [0.5, 0.7, 0.9], "seed") == pytest.approx(0.0)
     assert normalise_mean(0.9, [0.5, 0.7, 0.9], "seed") == pytest.approx(1.0)
     assert math.isnan(weighted_objective({"sparseness": float("nan"), "avg_sensitivity": 0.1}, entries))
@@ -142,8 +141,9 @@ def test_masks_helper_has_no_empty_mask():
 
 def test_evaluate_takes_an_exported_composite_file_as_explainer(tmp_path):
     pytest.importorskip("zennit")
-    from xaisearch.explain.config import ExplainerConfig, ModelRef
+    from xaisearch.explain.config import ExplainerConfig
     from xaisearch.metrics import evaluate
+    from xaisearch.models.ref import ModelRef
 
     model, x, y, a, s = batch(2, seed=2)
     config = ExplainerConfig(model=ModelRef(name="tiny", num_classes=3, input_shape=(3, 16, 16)), method="gradient")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from zennit.layer import Sum
 
-from xaisearch.explain.config import ModelRef
+from xaisearch.models.ref import ModelRef
 from xaisearch.models.relation_network import ObjectPairs, RelationNetwork, mini_relation_network, relation_network
 from xaisearch.models.zoo import build_architecture
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from xaisearch.models.benchmark import train_mini_model
+from xaisearch.search.model_preparation import train_mini_model
 from xaisearch.spec import load_spec
 
 

@@ -116,8 +116,8 @@ def test_a_stored_spec_this_version_cannot_read_stops_workers_with_exit_2(tiny_s
     """Version skew between the coordinator and a worker: one line, exit 2 (the launcher does not restart it)."""
     import optuna
 
-    from xaisearch.search.storage import open_storage
     from xaisearch.search.study import SPEC_ATTR
+    from xaisearch.service.storage import open_storage
 
     url = str(tmp_path / "optuna.journal")
     study = optuna.create_study(study_name="skewed", storage=open_storage(url))

@@ -128,7 +128,7 @@ def wait_for(condition, timeout: float = 120.0, every: float = 0.2):
 
 
 def load(storage: str, name: str = "service") -> optuna.Study:
-    from xaisearch.search.study import load_existing_study
+    from xaisearch.service.studies import load_existing_study
 
     return load_existing_study(name, storage)
 

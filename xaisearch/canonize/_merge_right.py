@@ -2,11 +2,11 @@
 
 Private building blocks of the DenseNet and Relation Network canonizers. The fold itself (scale
 the input columns, fold the shift into the bias, and for a zero-padded conv the border bias
-table of ``BiasMapConvNd``) is ``batchnorm.fold_right_into``, which ``FoldBatchNormRight`` uses
+table of ``BiasMapConvNd``) is ``fold_right.fold_right_into``, which ``FoldBatchNormRight`` uses
 too, so there is one implementation of the padded case. This module adds what the DenseNet and
 RN folds need on top: a channel slice of a BN into chosen input columns (``FoldSliceRight``), the
 ReLU in between (``ThresholdedReLU``; ``s = 0`` channels in ``scale_shift``), and swapping a child
-by identity (``SwapChild``). Maths (canonization.md §2.2–2.3; Pahde et al. 2023, after Binder's
+by identity (``base.SwapChild``). Maths (canonization.md §2.2–2.3; Pahde et al. 2023, after Binder's
 DenseNet note):
 
 * BN → Linear, or → Conv with ``padding=0``: ``W'[o, c] = W[o, c]·s_c`` and
@@ -33,10 +33,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from xaisearch.canonize.base import SurgeryStep
-from xaisearch.canonize.batchnorm import batchnorm_affine, fold_right_into, right_fold_layer_problem
-
-BatchNorm = nn.modules.batchnorm._BatchNorm
+from xaisearch.canonize.base import SurgeryStep, child_module
+from xaisearch.canonize.fold_left import layer_weight
+from xaisearch.canonize.fold_right import fold_right_into, right_fold_layer_problem
+from xaisearch.canonize.plan import BatchNorm, batchnorm_affine, running_stats
 
 
 def scale_shift(
@@ -67,6 +67,10 @@ class ThresholdedReLU(nn.ReLU):
     the ReLU's *input* (zennit's ``ReLUBetaSmooth``) see the pre-BN value and do not apply.
     """
 
+    scale: torch.Tensor
+    shift: torch.Tensor
+    threshold: torch.Tensor
+
     def __init__(self, scale: torch.Tensor, shift: torch.Tensor, dtype: torch.dtype | None = None) -> None:
         super().__init__()
         dtype = dtype or scale.dtype
@@ -86,25 +90,6 @@ class ThresholdedReLU(nn.ReLU):
         return f"channels={self.scale.numel()}"
 
 
-class SwapChild(SurgeryStep):
-    """Put ``make(original)`` where ``parent.<name>`` is; ``remove()`` puts the original object back."""
-
-    def __init__(self, parent: nn.Module, name: str, make: Callable[[nn.Module], nn.Module], description: str) -> None:
-        self.parent, self.name, self.make, self.description = parent, name, make, description
-        self._original: nn.Module | None = None
-
-    def register(self) -> None:
-        original = self.parent._modules[self.name]
-        replacement = self.make(original)
-        self.parent._modules[self.name] = replacement
-        self._original = original
-
-    def remove(self) -> None:
-        if self._original is not None:
-            self.parent._modules[self.name] = self._original
-            self._original = None
-
-
 class FoldSliceRight(SurgeryStep):
     """Merge ``norm`` (its ``channels``) into the input ``columns`` of ``parent.<name>``.
 
@@ -112,7 +97,7 @@ class FoldSliceRight(SurgeryStep):
     same object features in two slots); default: all input columns; the other columns are left as
     they are (``s = 1, t = 0``). With ``after_relu`` the merge is the right half of a
     thresholded-ReLU fold (``scale_shift``). The target is looked up when the step registers, so
-    it may be a module an earlier step put there. The fold is ``batchnorm.fold_right_into``: a
+    it may be a module an earlier step put there. The fold is ``fold_right.fold_right_into``: a
     zero-padded conv is replaced by a ``BiasMapConvNd``, otherwise ``weight``/``bias`` are swapped
     by identity. The BN itself is not touched: pair this step with ``IdentityBatchNorm``.
     """
@@ -132,12 +117,12 @@ class FoldSliceRight(SurgeryStep):
         self._undo: Callable[[], None] | None = None
 
     def register(self) -> None:
-        layer = self.parent._modules[self.name]
+        layer = child_module(self.parent, self.name)
         problem = right_fold_layer_problem(layer)
         if problem is not None:
             raise ValueError(f"{self.description}: cannot merge, {problem}")
         scale, shift = scale_shift(self.norm, self.channels, self.after_relu)
-        inputs = layer.weight.shape[1]
+        inputs = layer_weight(layer).shape[1]
         widths = [len(range(*columns.indices(inputs))) for columns in self.columns]
         if any(width != len(scale) for width in widths):
             raise ValueError(
@@ -166,6 +151,6 @@ def threshold_relu(norm: BatchNorm, width: int, channels: slice | None = None) -
         full_scale = torch.ones(width, dtype=torch.float64, device=scale.device)
         full_shift = torch.zeros(width, dtype=torch.float64, device=scale.device)
         full_scale[channels or slice(None)], full_shift[channels or slice(None)] = scale, shift
-        return ThresholdedReLU(full_scale, full_shift, dtype=norm.running_mean.dtype)
+        return ThresholdedReLU(full_scale, full_shift, dtype=running_stats(norm)[0].dtype)
 
     return make

@@ -40,30 +40,24 @@ from __future__ import annotations
 import operator
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import fx, nn
 from zennit.layer import Sum
 
 from xaisearch.canonize.base import CanonizationPlan, Canonizer, ReplaceForward
-from xaisearch.canonize.batchnorm import (
-    LINEAR_TYPES,
-    FoldBatchNormRight,
-    add_left_fold,
-    batchnorm_names,
-    left_fold_problem,
-    needs_bias_map,
-    right_fold_problem,
-)
+from xaisearch.canonize.fold_left import add_left_fold, left_fold_problem
+from xaisearch.canonize.fold_right import FoldBatchNormRight, needs_bias_map, right_fold_problem
 from xaisearch.canonize.gates import signal_gate
+from xaisearch.canonize.plan import LINEAR_TYPES, BatchNorm, batchnorm_names
 from xaisearch.canonize.plan_cache import PlanCache
 from xaisearch.canonize.residual import SUM_NAME
 
-_BATCHNORM = nn.modules.batchnorm._BatchNorm
-_ADDS = {operator.add, operator.iadd, torch.add, "add", "add_"}
-_PRODUCTS = {operator.mul, operator.imul, torch.mul, "mul", "mul_"}
-_IN_PLACE = {operator.iadd, operator.imul, "add_", "mul_"}
-_GATE_FUNCTIONS = {torch.sigmoid, torch.nn.functional.sigmoid, torch.nn.functional.hardsigmoid, "sigmoid"}
+_ADDS: set[object] = {operator.add, operator.iadd, torch.add, "add", "add_"}
+_PRODUCTS: set[object] = {operator.mul, operator.imul, torch.mul, "mul", "mul_"}
+_IN_PLACE: set[object] = {operator.iadd, operator.imul, "add_", "mul_"}
+_GATE_FUNCTIONS: set[object] = {torch.sigmoid, torch.nn.functional.sigmoid, torch.nn.functional.hardsigmoid, "sigmoid"}
 _GATE_MODULES = (nn.Sigmoid, nn.Hardsigmoid)
 _SIZE_METHODS = {"size", "dim", "numel", "nelement", "item", "tolist"}
 _SIZE_ATTRIBUTES = {"shape", "ndim", "dtype", "device"}
@@ -78,7 +72,7 @@ class _StructureTracer(fx.Tracer):
     """torch.fx's default leaves plus every Conv/Linear/BN/Sum, whatever package defines its subclass."""
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
-        return isinstance(module, (*LINEAR_TYPES, _BATCHNORM, Sum)) or super().is_leaf_module(module, qualified_name)
+        return isinstance(module, (*LINEAR_TYPES, BatchNorm, Sum)) or super().is_leaf_module(module, qualified_name)
 
 
 class _OwnForwardTracer(fx.Tracer):
@@ -88,7 +82,7 @@ class _OwnForwardTracer(fx.Tracer):
         return True
 
 
-def _kind(node: fx.Node, targets: set) -> bool:
+def _kind(node: fx.Node, targets: set[object]) -> bool:
     return node.op in ("call_function", "call_method") and node.target in targets
 
 
@@ -107,23 +101,32 @@ def _non_tensors(graph: fx.Graph) -> set[fx.Node]:
     return found
 
 
-def _operands(node: fx.Node, targets: set, non_tensors: set[fx.Node]) -> tuple[fx.Node, fx.Node] | None:
+def _operands(node: fx.Node, targets: set[object], non_tensors: set[fx.Node]) -> tuple[fx.Node, fx.Node] | None:
     """The two tensor operands of an addition/product in ``targets``; ``None`` for anything else."""
     if not _kind(node, targets) or node.kwargs.get("alpha", 1) != 1:
         return None
     operands = list(node.args) + ([node.kwargs["other"]] if "other" in node.kwargs else [])
     if len(operands) != 2 or not all(isinstance(o, fx.Node) and o not in non_tensors for o in operands):
         return None
-    return operands[0], operands[1]
+    first, second = operands
+    assert isinstance(first, fx.Node) and isinstance(second, fx.Node)  # checked just above
+    return first, second
+
+
+def _module_of(node: fx.Node, modules: dict[str, nn.Module]) -> nn.Module | None:
+    """The module a ``call_module`` node calls; ``None`` for any other node."""
+    return modules.get(node.target) if node.op == "call_module" and isinstance(node.target, str) else None
 
 
 def _is_gate(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     if node.op == "call_module":
-        return isinstance(modules.get(node.target), _GATE_MODULES)
+        return isinstance(_module_of(node, modules), _GATE_MODULES)
     return _kind(node, _GATE_FUNCTIONS)
 
 
-def _gate_operands(node: fx.Node, modules: dict[str, nn.Module], non_tensors: set[fx.Node]):
+def _gate_operands(
+    node: fx.Node, modules: dict[str, nn.Module], non_tensors: set[fx.Node]
+) -> tuple[fx.Node, fx.Node] | None:
     """``(signal, gate)`` of a product whose one operand is a sigmoid, else ``None``."""
     operands = _operands(node, _PRODUCTS, non_tensors)
     if operands is None:
@@ -163,7 +166,7 @@ def _mutation_is_read_later(node: fx.Node) -> bool:
     return any(user in later for user in node.args[0].users)
 
 
-def explicit_forward(module: nn.Module, label: str) -> tuple[Callable, dict[str, nn.Module], list[str], list[str]]:
+def explicit_forward(module: nn.Module, label: str) -> tuple[Callable[..., Any], dict[str, nn.Module], list[str], list[str]]:
     """``module``'s forward with tensor additions as ``Sum`` children and sigmoid products as gates.
 
     Returns the new forward (a function of ``self``), the ``Sum`` children it calls, what changed
@@ -235,29 +238,33 @@ class AutoCanonizer(Canonizer):
         self._explicit_functionals(graph, modules, plan)
         return plan
 
-    def _fold_batchnorms(self, graph: fx.Graph, model: nn.Module, modules: dict, plan: CanonizationPlan) -> list:
+    def _fold_batchnorms(
+        self, graph: fx.Graph, model: nn.Module, modules: dict[str, nn.Module], plan: CanonizationPlan
+    ) -> list[FoldBatchNormRight]:
         calls = Counter(node.target for node in graph.nodes if node.op == "call_module")
         aliases = Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
-        right_steps = []
+        right_steps: list[FoldBatchNormRight] = []
         for node in graph.nodes:
-            norm = modules.get(node.target) if node.op == "call_module" else None
-            if not isinstance(norm, _BATCHNORM):
+            norm = _module_of(node, modules)
+            if not isinstance(norm, BatchNorm):
                 continue
             if calls[node.target] > 1:
                 plan.unfolded[node.target] = f"called {calls[node.target]} times; one fold cannot serve every call"
                 continue
-            producer = node.args[0] if node.args else None
-            is_call = isinstance(producer, fx.Node) and producer.op == "call_module"
-            source = modules.get(producer.target) if is_call else None
-            left = left_fold_problem(source, norm) if source is not None else "its input is not a module's output"
-            if left is None and (len(producer.users) > 1 or calls[producer.target] > 1):
-                left = f"{producer.target}'s output is used elsewhere too"
-            if left is None:
-                add_left_fold(plan, producer.target, source, node.target, norm)
-                continue
+            producer = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
+            source = _module_of(producer, modules) if producer is not None else None
+            if producer is None or source is None:
+                left: str | None = "its input is not a module's output"
+            else:
+                left = left_fold_problem(source, norm)
+                if left is None and (len(producer.users) > 1 or calls[producer.target] > 1):
+                    left = f"{producer.target}'s output is used elsewhere too"
+                if left is None:
+                    add_left_fold(plan, str(producer.target), source, node.target, norm)
+                    continue
             right = None
             for user in node.users:
-                layer = modules.get(user.target) if user.op == "call_module" else None
+                layer = _module_of(user, modules)
                 if layer is None:
                     right = f"its output feeds `{user.name}`, not a module"
                 elif user.args != (node,) or user.kwargs or calls[user.target] > 1:
@@ -279,7 +286,7 @@ class AutoCanonizer(Canonizer):
                 plan.unfolded[name] = "never called in forward (per the torch.fx trace)"
         return right_steps
 
-    def _explicit_functionals(self, graph: fx.Graph, modules: dict, plan: CanonizationPlan) -> None:
+    def _explicit_functionals(self, graph: fx.Graph, modules: dict[str, nn.Module], plan: CanonizationPlan) -> None:
         non_tensors = _non_tensors(graph)
         owners: dict[str, int] = {}
         for node in graph.nodes:

@@ -20,6 +20,7 @@ import abc
 import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import nn
@@ -130,7 +131,9 @@ class NoCanonizer(Canonizer):
     name = "none"
 
     def plan(self, model: nn.Module) -> CanonizationPlan:
-        names = [n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        from xaisearch.canonize.plan import batchnorm_names  # plan.py builds on this module
+
+        names = batchnorm_names(model)
         return CanonizationPlan(batchnorms=names, unfolded={n: "canonizer 'none' folds nothing" for n in names})
 
 
@@ -142,16 +145,44 @@ def swap_tensor(module: nn.Module, key: str, value: torch.Tensor | None) -> torc
     """
     if key in module._parameters:
         old = module._parameters[key]
+        parameter = value
         if value is not None and not isinstance(value, nn.Parameter):
             requires_grad = old.requires_grad if old is not None else True
-            value = nn.Parameter(value, requires_grad=requires_grad)
-        module._parameters[key] = value  # type: ignore[assignment]
+            parameter = nn.Parameter(value, requires_grad=requires_grad)
+        module._parameters[key] = cast("nn.Parameter | None", parameter)  # a Parameter or None, as made above
         return old
     if key in module._buffers:
-        old = module._buffers[key]
+        old_buffer = module._buffers[key]
         module._buffers[key] = value
-        return old
+        return old_buffer
     raise KeyError(f"{type(module).__name__} has no parameter or buffer {key!r}")
+
+
+def child_module(parent: nn.Module, name: str) -> nn.Module:
+    """The child registered as ``parent.<name>`` now (an earlier step may have swapped it)."""
+    child = parent._modules.get(name)
+    if child is None:
+        raise KeyError(f"{type(parent).__name__} has no child module {name!r}")
+    return child
+
+
+class SwapChild(SurgeryStep):
+    """Put ``make(original)`` where ``parent.<name>`` is; ``remove()`` puts the original object back."""
+
+    def __init__(self, parent: nn.Module, name: str, make: Callable[[nn.Module], nn.Module], description: str) -> None:
+        self.parent, self.name, self.make, self.description = parent, name, make, description
+        self._original: nn.Module | None = None
+
+    def register(self) -> None:
+        original = child_module(self.parent, self.name)
+        replacement = self.make(original)
+        self.parent._modules[self.name] = replacement
+        self._original = original
+
+    def remove(self) -> None:
+        if self._original is not None:
+            self.parent._modules[self.name] = self._original
+            self._original = None
 
 
 class ReplaceForward(SurgeryStep):

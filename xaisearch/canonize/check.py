@@ -14,22 +14,23 @@ from torch import nn
 
 from xaisearch.canonize.verify import VerificationReport, verify_canonizer
 from xaisearch.errors import InputError
+from xaisearch.models.relation_network import CLEVR_ANSWERS, RelationNetwork
 
 
 def build_named_model(name: str, weights: Path | None = None, input_size: int = 64) -> nn.Module:
-    """``name`` (a torchvision classification builder or ``mini_vgg``) in eval mode, weights loaded if given."""
-    import torchvision
+    """``name`` (any model of ``models.zoo.available()``) in eval mode, weights loaded if given.
 
-    from xaisearch.explain.config import ModelRef
+    A Relation Network answers a fixed, seeded question: the image is its only attributed input."""
     from xaisearch.models import zoo
+    from xaisearch.models.ref import ModelRef
 
-    known = list(zoo.MINI_MODELS) + sorted(torchvision.models.list_models(module=torchvision.models))
+    known = zoo.available()
     if name not in known:
         close = [n for n in known if n.startswith(name[:4])][:8]
         raise InputError(f"model: unknown model {name!r}; use a torchvision builder such as {close or known[:8]}")
     if weights is not None and not Path(weights).is_file():
         raise InputError(f"--weights: no such file {str(weights)!r}")
-    num_classes = 4 if name in zoo.MINI_MODELS else 1000
+    num_classes = 4 if name in zoo.MINI_MODELS else CLEVR_ANSWERS if name in zoo.RELATION_NETWORKS else 1000
     model = zoo.build_architecture(
         ModelRef(name=name, num_classes=num_classes, input_shape=(3, input_size, input_size))
     )
@@ -41,6 +42,10 @@ def build_named_model(name: str, weights: Path | None = None, input_size: int = 
             raise InputError(
                 f"--weights: {str(weights)!r} does not fit {name} ({num_classes} classes): {first}"
             ) from None
+    if isinstance(model, RelationNetwork):
+        vocabulary = model.question.embedding.num_embeddings
+        tokens = torch.randint(1, vocabulary, (1, 6), generator=torch.Generator().manual_seed(0))
+        model.set_question(tokens, torch.tensor([6]))
     return model.eval()
 
 
@@ -74,29 +79,3 @@ def check_named_model(
         )
     except UntraceableModelError as error:
         raise InputError(f"--canonizer: {error}") from None
-
-
-def report_text(report: VerificationReport, model: str) -> str:
-    """The human-readable report: every step, BN coverage, output difference, timing, checks."""
-    lines = [f"{model}: canonizer {report.canonizer!r}, {len(report.steps)} steps"]
-    lines += [f"  {step}" for step in report.steps]
-    lines.append(f"BatchNorm: {report.bn_total} total, {report.bn_folded} folded, {len(report.unfolded)} unfolded")
-    lines += [f"  unfolded {name}: {why}" for name, why in report.unfolded.items()]
-    lines += [f"  note: {note}" for note in report.notes]
-    lines.append(
-        f"output difference ({report.dtype}): max abs {report.max_abs_diff:.3g}, max rel {report.max_rel_diff:.3g}"
-    )
-    lines.append(f"restored exactly: {'yes' if report.restored_exactly else 'NO'}")
-    lines += [f"  {problem}" for problem in report.restore_problems[:10]]
-    lines.append(f"apply {report.apply_seconds:.3f} s, remove {report.remove_seconds:.3f} s")
-    if report.conservation_error is not None:
-        ratios = ", ".join(f"{r:.6f}" for r in report.conservation_ratios)
-        lines.append(
-            f"relevance conservation (bias-free, {report.dtype}): {ratios} (max error {report.conservation_error:.2g})"
-        )
-        lines.append(f"batch = per-sample attribution: max rel diff {report.batch_rel_diff:.2g}")
-        state = report.attribution_problems[:3] if report.attribution_problems else "intact"
-        lines.append(f"state after attribution: {state}")
-    if report.atomicity_problems is not None:
-        lines.append(f"failure atomicity: {'ok' if not report.atomicity_problems else report.atomicity_problems[:3]}")
-    return "\n".join(lines)

@@ -28,27 +28,20 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal, cast, get_args
 
 import torch
 from torch import nn
 from torchvision.models.densenet import DenseNet, _DenseBlock, _DenseLayer, _Transition
 
-from xaisearch.canonize._merge_right import BatchNorm, FoldSliceRight, SwapChild, scale_shift, threshold_relu
-from xaisearch.canonize.base import CanonizationPlan, Canonizer, ReplaceForward, StepSequence
-from xaisearch.canonize.batchnorm import (
-    BIAS_MAP_TYPES,
-    IdentityBatchNorm,
-    add_left_fold,
-    batchnorm_names,
-    needs_bias_map,
-    report_unfolded,
-    right_fold_layer_problem,
-    scaled_layer,
-)
+from xaisearch.canonize._merge_right import FoldSliceRight, scale_shift, threshold_relu
+from xaisearch.canonize.base import CanonizationPlan, Canonizer, ReplaceForward, StepSequence, SwapChild, child_module
+from xaisearch.canonize.fold_left import add_left_fold, layer_weight, scaled_layer
+from xaisearch.canonize.fold_right import BIAS_MAP_TYPES, needs_bias_map, right_fold_layer_problem
+from xaisearch.canonize.plan import BatchNorm, IdentityBatchNorm, batchnorm_names, report_unfolded
 
 DenseNetVariant = Literal["head_only", "thresh_seq", "seq_thresh", "untangled"]
-VARIANTS: tuple[str, ...] = get_args(DenseNetVariant)
+VARIANTS: tuple[DenseNetVariant, ...] = get_args(DenseNetVariant)
 HEAD_RELU, HEAD_POOL = "head_relu", "head_pool"
 NO_STATISTICS = "no running statistics (track_running_stats=False): its eval output depends on the batch"
 
@@ -82,13 +75,14 @@ def _widened(norms: list[BatchNorm], channels: slice) -> Callable[[nn.Module], n
         if type(conv) is not nn.Conv2d or conv.groups != 1:  # a BiasMapConv2d's bias table would be lost
             raise ValueError(f"untangling widens an ungrouped nn.Conv2d, found {conv}")
         groups = [scaled_layer(conv.weight, conv.bias, *scale_shift(norm, channels)) for norm in norms]
+        pair = tuple[int, int]  # an nn.Conv2d's hyper-parameters are pairs; torch types them as tuple[int, ...]
         wide = nn.Conv2d(
             conv.in_channels,
             conv.out_channels * len(norms),
-            conv.kernel_size,
-            conv.stride,
-            conv.padding,
-            conv.dilation,
+            cast(pair, conv.kernel_size),
+            cast(pair, conv.stride),
+            cast("str | tuple[int, int]", conv.padding),
+            cast(pair, conv.dilation),
             bias=True,
             padding_mode=conv.padding_mode,
             device="meta",
@@ -202,11 +196,112 @@ def _merge_through_relu(
     return relu, merge
 
 
+def _threshold(plan: CanonizationPlan, chain: _PreActivation) -> None:
+    """BN → ReLU → Linear becomes identity → ThresholdedReLU → Linear' (canonization.md §2.3)."""
+    linear = child_module(chain.linear.parent, chain.linear.name)
+    problem = NO_STATISTICS if chain.norm.running_mean is None else right_fold_layer_problem(linear)
+    inputs = layer_weight(linear).shape[1] if problem is None else 0
+    if problem is None and inputs != chain.norm.num_features:
+        problem = f"{chain.norm.num_features} channels, but {chain.linear.path} takes {inputs} inputs"
+    if problem is not None:
+        plan.unfolded[chain.norm_name] = problem
+        return
+    border = f" (becomes a {BIAS_MAP_TYPES[type(linear)].__name__}: border bias map)" if needs_bias_map(linear) else ""
+    relu, merge = _merge_through_relu(chain, f"{chain.norm_name}: merged right into {chain.linear.path}{border}")
+    identity = IdentityBatchNorm(chain.norm, chain.norm_name)
+    plan.steps.append(StepSequence([relu, merge, identity], f"{merge.description}, through {chain.relu.path}"))
+    plan.folded.append(chain.norm_name)
+
+
+def _stem_and_norm2_left(plan: CanonizationPlan, model: DenseNet, blocks: list[_Block]) -> None:
+    """Fold ``conv0 → norm0`` and every ``conv1 → norm2`` left: the only Conv → BN pairs of a DenseNet."""
+    add_left_fold(plan, "features.conv0", model.features.conv0, "features.norm0", model.features.norm0)
+    for name, layer in [layer for block in blocks for layer in block.layers]:
+        add_left_fold(plan, f"{name}.conv1", layer.conv1, f"{name}.norm2", layer.norm2)
+
+
+def _head_only(plan: CanonizationPlan, model: DenseNet, blocks: list[_Block]) -> None:
+    """The baseline arm: the module-form head (added for every variant) and nothing else."""
+
+
+def _thresh_seq(plan: CanonizationPlan, model: DenseNet, blocks: list[_Block]) -> None:
+    """Every BN → ReLU → Conv/Linear merged right through a threshold, then ``norm0`` folded left."""
+    for block in blocks:
+        for name, layer in block.layers:
+            _threshold(plan, _pre_activation(name, layer, "1"))
+            _threshold(plan, _pre_activation(name, layer, "2"))
+        _threshold(plan, block.exit)
+    add_left_fold(plan, "features.conv0", model.features.conv0, "features.norm0", model.features.norm0)
+
+
+def _seq_thresh(plan: CanonizationPlan, model: DenseNet, blocks: list[_Block]) -> None:
+    """``norm0`` and every ``norm2`` folded left, then every block consumer merged right through a threshold."""
+    _stem_and_norm2_left(plan, model, blocks)
+    for chain in [chain for block in blocks for chain in block.consumers()]:
+        _threshold(plan, chain)
+
+
+def _untangled(plan: CanonizationPlan, model: DenseNet, blocks: list[_Block]) -> None:
+    """Pahde et al.'s ``UntanglingCanonizer`` (canonization.md §7.5) as widened modules."""
+    _stem_and_norm2_left(plan, model, blocks)
+    consumers_by_block = [block.consumers() for block in blocks]
+    missing = [c.norm_name for cs in consumers_by_block for c in cs if c.norm.running_mean is None]
+    if missing:
+        raise ValueError(f"densenet.untangled needs every BatchNorm's running statistics; missing in {missing}")
+    for block, consumers in zip(blocks, consumers_by_block):
+        width, growth = consumers[0].norm.num_features, block.layers[0][1].conv2.out_channels
+        for index, (name, layer) in enumerate(block.layers):
+            later = [c.norm for c in consumers[index + 1 :]]
+            channels = slice(width + index * growth, width + (index + 1) * growth)
+            plan.steps.append(
+                SwapChild(
+                    layer,
+                    "conv2",
+                    _widened(later, channels),
+                    f"{name}.conv2: {len(later)} output groups, one per later consumer",
+                )
+            )
+        stem_channels = slice(0, width)
+        if block.entry is None:  # the stem reaches block 1 through max pooling: merge right, thresholded
+            for c in consumers:
+                description = f"{c.norm_name}[:{width}]: merged right into {c.linear.path}"
+                relu, merge = _merge_through_relu(c, description, stem_channels)
+                plan.steps.append(StepSequence([relu, merge], merge.description))
+        else:
+            plan.steps.append(
+                SwapChild(
+                    block.entry.parent,
+                    block.entry.name,
+                    _widened([c.norm for c in consumers], stem_channels),
+                    f"{block.entry.path}: {len(consumers)} output groups, one per consumer",
+                )
+            )
+        forward = functools.partial(
+            _untangled_block_forward, width=width, growth=growth, shared_input=block.entry is None
+        )
+        plan.steps.append(ReplaceForward(block.block, forward, {}, f"{block.name}: routes each consumer its groups"))
+    for c in [c for consumers in consumers_by_block for c in consumers]:
+        plan.steps.append(IdentityBatchNorm(c.norm, c.norm_name))
+        plan.folded.append(c.norm_name)
+
+
+VariantPlan = Callable[[CanonizationPlan, DenseNet, list[_Block]], None]
+VARIANT_PLANS: dict[DenseNetVariant, VariantPlan] = {
+    "head_only": _head_only,
+    "thresh_seq": _thresh_seq,
+    "seq_thresh": _seq_thresh,
+    "untangled": _untangled,
+}
+UNREACHED: dict[DenseNetVariant, str] = {
+    "head_only": "densenet.head_only is the baseline arm: BatchNorm stays, and LRP rules pass it"
+}
+
+
 class DenseNetCanonizer(Canonizer):
     """Canonizes a torchvision ``DenseNet`` in one of ``VARIANTS`` (module docstring)."""
 
     def __init__(self, variant: DenseNetVariant = "thresh_seq") -> None:
-        if variant not in VARIANTS:
+        if variant not in VARIANT_PLANS:
             raise ValueError(f"unknown DenseNet canonizer variant {variant!r}; choose one of {VARIANTS}")
         self.variant = variant
         self.name = f"densenet.{variant}"
@@ -223,90 +318,6 @@ class DenseNetCanonizer(Canonizer):
         plan.steps.append(
             ReplaceForward(model, _module_head_forward, head, "head: functional ReLU and average pooling as modules")
         )
-        stem = ("features.conv0", model.features.conv0, "features.norm0", model.features.norm0)
-        layers = [layer for block in blocks for layer in block.layers]
-        norm2_left = [(f"{name}.conv1", layer.conv1, f"{name}.norm2", layer.norm2) for name, layer in layers]
-        if self.variant == "thresh_seq":
-            for block in blocks:
-                for name, layer in block.layers:
-                    self._threshold(plan, _pre_activation(name, layer, "1"))
-                    self._threshold(plan, _pre_activation(name, layer, "2"))
-                self._threshold(plan, block.exit)
-            add_left_fold(plan, *stem)
-        elif self.variant == "seq_thresh":
-            for left in [stem, *norm2_left]:
-                add_left_fold(plan, *left)
-            for chain in [chain for block in blocks for chain in block.consumers()]:
-                self._threshold(plan, chain)
-        elif self.variant == "untangled":
-            for left in [stem, *norm2_left]:
-                add_left_fold(plan, *left)
-            self._untangle(plan, blocks)
-        baseline = "densenet.head_only is the baseline arm: BatchNorm stays, and LRP rules pass it"
-        report_unfolded(plan, baseline if self.variant == "head_only" else "not reached by the canonizer")
+        VARIANT_PLANS[self.variant](plan, model, blocks)
+        report_unfolded(plan, UNREACHED.get(self.variant, "not reached by the canonizer"))
         return plan
-
-    @staticmethod
-    def _threshold(plan: CanonizationPlan, chain: _PreActivation) -> None:
-        """BN → ReLU → Linear becomes identity → ThresholdedReLU → Linear' (canonization.md §2.3)."""
-        linear = chain.linear.parent._modules[chain.linear.name]
-        problem = NO_STATISTICS if chain.norm.running_mean is None else right_fold_layer_problem(linear)
-        if problem is None and linear.weight.shape[1] != chain.norm.num_features:
-            problem = (
-                f"{chain.norm.num_features} channels, but {chain.linear.path} takes {linear.weight.shape[1]} inputs"
-            )
-        if problem is not None:
-            plan.unfolded[chain.norm_name] = problem
-            return
-        border = (
-            f" (becomes a {BIAS_MAP_TYPES[type(linear)].__name__}: border bias map)" if needs_bias_map(linear) else ""
-        )
-        relu, merge = _merge_through_relu(chain, f"{chain.norm_name}: merged right into {chain.linear.path}{border}")
-        identity = IdentityBatchNorm(chain.norm, chain.norm_name)
-        plan.steps.append(StepSequence([relu, merge, identity], f"{merge.description}, through {chain.relu.path}"))
-        plan.folded.append(chain.norm_name)
-
-    @staticmethod
-    def _untangle(plan: CanonizationPlan, blocks: list[_Block]) -> None:
-        """Pahde et al.'s ``UntanglingCanonizer`` (canonization.md §7.5) as widened modules."""
-        consumers_by_block = [block.consumers() for block in blocks]
-        missing = [c.norm_name for cs in consumers_by_block for c in cs if c.norm.running_mean is None]
-        if missing:
-            raise ValueError(f"densenet.untangled needs every BatchNorm's running statistics; missing in {missing}")
-        for block, consumers in zip(blocks, consumers_by_block):
-            width, growth = consumers[0].norm.num_features, block.layers[0][1].conv2.out_channels
-            for index, (name, layer) in enumerate(block.layers):
-                later = [c.norm for c in consumers[index + 1 :]]
-                channels = slice(width + index * growth, width + (index + 1) * growth)
-                plan.steps.append(
-                    SwapChild(
-                        layer,
-                        "conv2",
-                        _widened(later, channels),
-                        f"{name}.conv2: {len(later)} output groups, one per later consumer",
-                    )
-                )
-            stem_channels = slice(0, width)
-            if block.entry is None:  # the stem reaches block 1 through max pooling: merge right, thresholded
-                for c in consumers:
-                    description = f"{c.norm_name}[:{width}]: merged right into {c.linear.path}"
-                    relu, merge = _merge_through_relu(c, description, stem_channels)
-                    plan.steps.append(StepSequence([relu, merge], merge.description))
-            else:
-                plan.steps.append(
-                    SwapChild(
-                        block.entry.parent,
-                        block.entry.name,
-                        _widened([c.norm for c in consumers], stem_channels),
-                        f"{block.entry.path}: {len(consumers)} output groups, one per consumer",
-                    )
-                )
-            forward = functools.partial(
-                _untangled_block_forward, width=width, growth=growth, shared_input=block.entry is None
-            )
-            plan.steps.append(
-                ReplaceForward(block.block, forward, {}, f"{block.name}: routes each consumer its groups")
-            )
-        for c in [c for consumers in consumers_by_block for c in consumers]:
-            plan.steps.append(IdentityBatchNorm(c.norm, c.norm_name))
-            plan.folded.append(c.norm_name)

@@ -14,54 +14,38 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 from torchvision.models.efficientnet import FusedMBConv, MBConv
-from torchvision.ops.misc import SqueezeExcitation
 
-from xaisearch.canonize.base import CanonizationPlan, Canonizer
-from xaisearch.canonize.batchnorm import add_left_fold, batchnorm_names, report_unfolded, sequential_left_pairs
-from xaisearch.canonize.gates import squeeze_excitation_step
-from xaisearch.canonize.residual import explicit_sum, residual_step
-
-INVERTED_RESIDUALS = (MBConv, FusedMBConv)
+from xaisearch.canonize.fold_left import fold_sequential_pairs
+from xaisearch.canonize.gates import squeeze_excitation_gates
+from xaisearch.canonize.plan import CompositeCanonizer
+from xaisearch.canonize.residual import explicit_residuals, explicit_sum
 
 
-def _inverted_residual_forward(self: MBConv, input: Tensor) -> Tensor:
+def _inverted_residual_forward(self: MBConv | FusedMBConv, input: Tensor) -> Tensor:
     result = self.stochastic_depth(self.block(input))
     return explicit_sum(self.canonizer_sum, input, result)
 
 
-class EfficientNetCanonizer(Canonizer):
+def _uses_residual(module: nn.Module) -> bool:
+    return bool(getattr(module, "use_res_connect", False))
+
+
+INVERTED_RESIDUALS = explicit_residuals(
+    {MBConv: _inverted_residual_forward, FusedMBConv: _inverted_residual_forward}, adds=_uses_residual
+)
+
+
+class EfficientNetCanonizer(CompositeCanonizer):
     """Fold all Conv → BN, signal-only SE gates, explicit MBConv residual ``Sum``.
 
     ``fold=False`` is the structural arm (gates and sums only, every BN reported as kept).
     """
 
-    name = "efficientnet"
-
     def __init__(self, fold: bool = True) -> None:
-        self.fold = fold
-        if not fold:
-            self.name = "efficientnet.structural"
-
-    def plan(self, model: nn.Module) -> CanonizationPlan:
-        plan = CanonizationPlan(batchnorms=batchnorm_names(model))
-        for name, module in model.named_modules():
-            gate = squeeze_excitation_step(name, module)
-            if gate is not None:
-                plan.steps.append(gate)
-            elif isinstance(module, SqueezeExcitation):
-                plan.notes.append(f"{name}: SqueezeExcitation overrides forward; its product is left as is")
-            if isinstance(module, INVERTED_RESIDUALS) and module.use_res_connect:
-                if type(module).forward in (MBConv.forward, FusedMBConv.forward):
-                    plan.steps.append(residual_step(name, module, _inverted_residual_forward))
-                else:
-                    plan.notes.append(f"{name}: {type(module).__name__} overrides forward; its addition is left as is")
-        if self.fold:
-            for linear_name, linear, norm_name, norm in sequential_left_pairs(model):
-                add_left_fold(plan, linear_name, linear, norm_name, norm)
-            report_unfolded(plan, "not directly preceded by a Conv/Linear in an nn.Sequential")
-        else:
-            report_unfolded(plan, "structural arm: BatchNorm kept on purpose")
-        return plan
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(fold={self.fold})"
+        super().__init__(
+            "efficientnet",
+            structure=[squeeze_excitation_gates, INVERTED_RESIDUALS],
+            folds=[fold_sequential_pairs],
+            unreached="not directly preceded by a Conv/Linear in an nn.Sequential",
+            fold=fold,
+        )

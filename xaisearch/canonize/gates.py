@@ -10,30 +10,32 @@ gate branch receives a defined, zero relevance instead of no backward call at al
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 from torch import Tensor, nn
 from torchvision.ops.misc import SqueezeExcitation
 
-from xaisearch.canonize.base import ReplaceForward
+from xaisearch.canonize.base import CanonizationPlan, ReplaceForward
 
 
 class SignalOnlyGate(torch.autograd.Function):
     """Forward ``signal * gate``; backward: the signal gets the incoming gradient, the gate zeros."""
 
     @staticmethod
-    def forward(ctx, signal: Tensor, gate: Tensor) -> Tensor:
+    def forward(ctx: Any, signal: Tensor, gate: Tensor) -> Tensor:
         ctx.signal_shape = signal.shape
         ctx.gate_shape = gate.shape
         return signal * gate
 
     @staticmethod
-    def backward(ctx, grad_output: Tensor) -> tuple[Tensor, Tensor]:
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, Tensor]:
         return grad_output.sum_to_size(ctx.signal_shape), grad_output.new_zeros(ctx.gate_shape)
 
 
 def signal_gate(signal: Tensor, gate: Tensor) -> Tensor:
     """``signal * gate`` through which relevance flows to ``signal`` only."""
-    return SignalOnlyGate.apply(signal, gate)
+    return cast(Tensor, SignalOnlyGate.apply(signal, gate))
 
 
 def _squeeze_excitation_forward(self: SqueezeExcitation, input: Tensor) -> Tensor:
@@ -47,3 +49,14 @@ def squeeze_excitation_step(name: str, module: nn.Module) -> ReplaceForward | No
     return ReplaceForward(
         module, _squeeze_excitation_forward, {}, f"{name}: squeeze-excitation made a signal-only gate"
     )
+
+
+def squeeze_excitation_gates(plan: CanonizationPlan, model: nn.Module) -> None:
+    """Plan fragment: every torchvision ``SqueezeExcitation`` becomes a signal-only gate; one whose
+    class overrides ``forward`` is noted and left as is."""
+    for name, module in model.named_modules():
+        gate = squeeze_excitation_step(name, module)
+        if gate is not None:
+            plan.steps.append(gate)
+        elif isinstance(module, SqueezeExcitation):
+            plan.notes.append(f"{name}: SqueezeExcitation overrides forward; its product is left as is")

@@ -19,14 +19,11 @@ from __future__ import annotations
 
 from torch import nn
 
-from xaisearch.canonize._merge_right import BatchNorm, FoldSliceRight
+from xaisearch.canonize._merge_right import FoldSliceRight
 from xaisearch.canonize.base import CanonizationPlan, Canonizer, StepSequence
-from xaisearch.canonize.batchnorm import (
-    LINEAR_TYPES,
-    FoldBatchNormLeft,
-    IdentityBatchNorm,
-    right_fold_layer_problem,
-)
+from xaisearch.canonize.fold_left import FoldBatchNormLeft
+from xaisearch.canonize.fold_right import right_fold_layer_problem
+from xaisearch.canonize.plan import LINEAR_TYPES, BatchNorm, IdentityBatchNorm
 
 
 class RelationNetworkCanonizer(Canonizer):

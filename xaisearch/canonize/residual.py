@@ -14,15 +14,19 @@ named in ``plan.notes``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import torch
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 from zennit.layer import Sum
 
-from xaisearch.canonize.base import CanonizationPlan, Canonizer, ReplaceForward
-from xaisearch.canonize.batchnorm import add_left_fold, batchnorm_names, report_unfolded, sequential_left_pairs
+from xaisearch.canonize.base import CanonizationPlan, ReplaceForward
+from xaisearch.canonize.fold_left import add_left_fold, fold_sequential_pairs
+from xaisearch.canonize.plan import CompositeCanonizer, PlanFragment
 
 SUM_NAME = "canonizer_sum"
+BlockForward = Callable[..., Tensor]
 
 
 def explicit_sum(sum_module: nn.Module, *terms: Tensor) -> Tensor:
@@ -30,7 +34,7 @@ def explicit_sum(sum_module: nn.Module, *terms: Tensor) -> Tensor:
     return sum_module(torch.stack(torch.broadcast_tensors(*terms), dim=-1))
 
 
-def residual_step(name: str, module: nn.Module, forward) -> ReplaceForward:
+def residual_step(name: str, module: nn.Module, forward: BlockForward) -> ReplaceForward:
     """Swap ``module``'s forward for ``forward``, which adds through ``self.canonizer_sum``."""
     where = f"{name}." if name else ""
     return ReplaceForward(
@@ -39,6 +43,33 @@ def residual_step(name: str, module: nn.Module, forward) -> ReplaceForward:
         {SUM_NAME: Sum(dim=-1)},
         f"{name or 'model'}: residual addition made explicit ({where}{SUM_NAME})",
     )
+
+
+def own_forward_type(module: nn.Module, types: Mapping[type[nn.Module], object]) -> type[nn.Module] | None:
+    """The key of ``types`` whose own ``forward`` ``module`` runs (its class does not override it)."""
+    for block_type in types:
+        if isinstance(module, block_type) and type(module).forward is block_type.forward:
+            return block_type
+    return None
+
+
+def explicit_residuals(
+    forwards: Mapping[type[nn.Module], BlockForward], adds: Callable[[nn.Module], bool] = lambda module: True
+) -> PlanFragment:
+    """Plan fragment: every block of a type in ``forwards`` (for which ``adds``) gets that explicit
+    forward, which adds through a ``Sum``; a block whose class overrides ``forward`` is noted."""
+
+    def fragment(plan: CanonizationPlan, model: nn.Module) -> None:
+        for name, module in model.named_modules():
+            if not any(isinstance(module, block_type) for block_type in forwards) or not adds(module):
+                continue
+            block_type = own_forward_type(module, forwards)
+            if block_type is None:
+                plan.notes.append(f"{name}: {type(module).__name__} overrides forward; its addition is left as is")
+            else:
+                plan.steps.append(residual_step(name, module, forwards[block_type]))
+
+    return fragment
 
 
 def _basic_block_forward(self: BasicBlock, x: Tensor) -> Tensor:
@@ -56,22 +87,34 @@ def _bottleneck_forward(self: Bottleneck, x: Tensor) -> Tensor:
     return self.relu(explicit_sum(self.canonizer_sum, identity, out))
 
 
-# block class -> (explicit forward, the Conv -> BN attribute pairs of its forward)
-RESNET_BLOCKS = {
-    BasicBlock: (_basic_block_forward, (("conv1", "bn1"), ("conv2", "bn2"))),
-    Bottleneck: (_bottleneck_forward, (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))),
+RESNET_FORWARDS: dict[type[nn.Module], BlockForward] = {
+    BasicBlock: _basic_block_forward,
+    Bottleneck: _bottleneck_forward,
+}
+# the Conv -> BN attribute pairs of each block's forward
+RESNET_PAIRS: dict[type[nn.Module], tuple[tuple[str, str], ...]] = {
+    BasicBlock: (("conv1", "bn1"), ("conv2", "bn2")),
+    Bottleneck: (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")),
 }
 
 
-def _torchvision_block(module: nn.Module):
-    """The ``RESNET_BLOCKS`` entry of ``module`` if it runs torchvision's own block forward."""
-    for block_type, entry in RESNET_BLOCKS.items():
-        if isinstance(module, block_type) and type(module).forward is block_type.forward:
-            return entry
-    return None
+def fold_resnet_blocks(plan: CanonizationPlan, model: nn.Module) -> None:
+    """Plan fragment: fold the stem ``conv1 → bn1`` and each torchvision block's ``convK → bnK``
+    (the block's code, not registration order; ``downsample`` is an ``nn.Sequential``)."""
+    modules = dict(model.named_modules())
+    for name, module in modules.items():
+        where = f"{name}." if name else ""
+        pairs: tuple[tuple[str, str], ...] = ()
+        if isinstance(module, ResNet):
+            pairs = (("conv1", "bn1"),)
+        block_type = own_forward_type(module, RESNET_PAIRS)
+        if block_type is not None:
+            pairs = RESNET_PAIRS[block_type]
+        for conv, norm in pairs:
+            add_left_fold(plan, where + conv, modules[where + conv], where + norm, modules[where + norm])
 
 
-class ResNetCanonizer(Canonizer):
+class ResNetCanonizer(CompositeCanonizer):
     """torchvision ResNet, ResNeXt and Wide ResNet: fold every Conv → BN, explicit residual ``Sum``.
 
     Folded pairs follow the blocks' code, not registration order: the stem ``conv1 → bn1``, each
@@ -80,37 +123,11 @@ class ResNetCanonizer(Canonizer):
     reported.
     """
 
-    name = "resnet"
-
     def __init__(self, fold: bool = True) -> None:
-        self.fold = fold
-        if not fold:
-            self.name = "resnet.structural"
-
-    def plan(self, model: nn.Module) -> CanonizationPlan:
-        plan = CanonizationPlan(batchnorms=batchnorm_names(model))
-        modules = dict(model.named_modules())
-        pairs: list[tuple[str, str]] = []
-        for name, module in modules.items():
-            where = f"{name}." if name else ""
-            if isinstance(module, ResNet):
-                pairs.append((f"{where}conv1", f"{where}bn1"))
-            entry = _torchvision_block(module)
-            if entry is None:
-                if isinstance(module, tuple(RESNET_BLOCKS)):
-                    plan.notes.append(f"{name}: {type(module).__name__} overrides forward; its addition is left as is")
-                continue
-            forward, block_pairs = entry
-            pairs += [(where + conv, where + norm) for conv, norm in block_pairs]
-            plan.steps.append(residual_step(name, module, forward))
-        pairs += [(linear, norm) for linear, _, norm, _ in sequential_left_pairs(model)]
-        if self.fold:
-            for linear_name, norm_name in pairs:
-                add_left_fold(plan, linear_name, modules[linear_name], norm_name, modules[norm_name])
-            report_unfolded(plan, "not the output of a ResNet block's Conv (conv1/2/3, downsample.0)")
-        else:
-            report_unfolded(plan, "structural arm: BatchNorm kept on purpose")
-        return plan
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(fold={self.fold})"
+        super().__init__(
+            "resnet",
+            structure=[explicit_residuals(RESNET_FORWARDS)],
+            folds=[fold_resnet_blocks, fold_sequential_pairs],
+            unreached="not the output of a ResNet block's Conv (conv1/2/3, downsample.0)",
+            fold=fold,
+        )

@@ -22,11 +22,16 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from xaisearch.canonize.base import CanonizationPlan, Canonizer, SurgeryStep
+from xaisearch.canonize.plan import BatchNorm
+
+if TYPE_CHECKING:
+    from zennit.core import Composite
 
 CONSERVATION_TOLERANCE = 1e-4
 
@@ -71,7 +76,7 @@ class VerificationReport:
             and not self.atomicity_problems
         )
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -79,11 +84,11 @@ def randomize_batchnorm(model: nn.Module, generator: torch.Generator) -> None:
     """Give every BN random running statistics and affine parameters (in place)."""
     with torch.no_grad():
         for module in model.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_mean is not None:
+            if isinstance(module, BatchNorm) and module.running_mean is not None and module.running_var is not None:
                 n = module.running_mean.numel()
                 module.running_mean.copy_(torch.randn(n, generator=generator))
                 module.running_var.copy_(torch.rand(n, generator=generator) * 2.0 + 0.1)
-                if module.weight is not None:
+                if module.weight is not None and module.bias is not None:  # affine: both or neither
                     module.weight.copy_(torch.randn(n, generator=generator))
                     module.bias.copy_(torch.randn(n, generator=generator))
 
@@ -95,12 +100,14 @@ def _snapshot(model: nn.Module) -> tuple[dict[str, int], dict[str, torch.Tensor]
 
 
 _PLAIN = (bool, int, float, str, tuple, type(None))
+# type, children by identity, instance attribute names, plain attribute values, hook counts
+ModuleSnapshot = tuple[type, dict[str, int], set[str], dict[str, object], dict[str, int]]
 
 
-def structure_snapshot(model: nn.Module) -> dict[str, tuple]:
+def structure_snapshot(model: nn.Module) -> dict[str, ModuleSnapshot]:
     """Per module: its type, children (by identity), instance attribute names, plain attribute
     values (``eps``, ``padding``, …) and hook counts, for ``restore_problems``."""
-    snapshot = {}
+    snapshot: dict[str, ModuleSnapshot] = {}
     for name, module in model.named_modules():
         attributes = vars(module)
         snapshot[name] = (
@@ -113,7 +120,7 @@ def structure_snapshot(model: nn.Module) -> dict[str, tuple]:
     return snapshot
 
 
-def _structure_problems(model: nn.Module, before: dict[str, tuple]) -> list[str]:
+def _structure_problems(model: nn.Module, before: dict[str, ModuleSnapshot]) -> list[str]:
     now = structure_snapshot(model)
     if set(now) != set(before):
         return [f"module names changed: {sorted(set(now) ^ set(before))[:5]}"]
@@ -137,7 +144,7 @@ def restore_problems(
     model: nn.Module,
     identities: dict[str, int],
     state: dict[str, torch.Tensor],
-    structure: dict[str, tuple] | None = None,
+    structure: dict[str, ModuleSnapshot] | None = None,
 ) -> list[str]:
     """Differences between ``model`` now and a snapshot taken with ``_snapshot`` (and, if given,
     ``structure_snapshot``: children, instance attributes such as a leftover ``forward``, BN ε,
@@ -254,10 +261,10 @@ def make_bias_free(model: nn.Module) -> nn.Module:
             bias = module._parameters.get("bias")
             if bias is not None:
                 bias.zero_()
-            if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_mean is not None:
+            if isinstance(module, BatchNorm) and module.running_mean is not None:
                 module.running_mean.zero_()
             if isinstance(getattr(module, "inplace", None), bool):
-                module.inplace = False
+                module.inplace = False  # a plain flag; Module.__setattr__'s stub takes tensors only
     return model
 
 
@@ -275,15 +282,16 @@ def relative_stabilizer(z: torch.Tensor) -> torch.Tensor:
     return z + torch.where(z >= 0, epsilon, -epsilon)
 
 
-def epsilon_composite(canonizer: Canonizer):
+def epsilon_composite(canonizer: Canonizer) -> Composite:
     """LRP-ε on every Conv/Linear, ``Pass`` on activations and BN, ``Norm`` on ``Sum`` and average
     pooling (both with ``relative_stabilizer``): under it, a bias-free network conserves relevance."""
     from zennit.core import Composite
+    from zennit.core import Hook as ZennitHook
     from zennit.layer import Sum
     from zennit.rules import Epsilon, Norm, Pass
     from zennit.types import Activation, AvgPool, BatchNorm, Convolution, Linear
 
-    def module_map(ctx: dict, name: str, module: nn.Module):
+    def module_map(ctx: dict[str, Any], name: str, module: nn.Module) -> ZennitHook | None:
         if isinstance(module, (Convolution, Linear)):
             return Epsilon(epsilon=relative_stabilizer)
         if isinstance(module, (Activation, BatchNorm)):

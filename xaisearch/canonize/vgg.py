@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-from torch import nn
-
-from xaisearch.canonize.base import CanonizationPlan, Canonizer
-from xaisearch.canonize.batchnorm import BATCHNORM_TYPES, FoldBatchNormLeft, sequential_left_pairs
+from xaisearch.canonize.fold_left import fold_sequential_pairs
+from xaisearch.canonize.plan import CompositeCanonizer
 
 
-class SequentialFoldCanonizer(Canonizer):
+class SequentialFoldCanonizer(CompositeCanonizer):
     """Folds each BN that directly follows a Conv/Linear in an ``nn.Sequential``.
 
-    That covers torchvision's VGG ``_bn`` variants and the mini VGG completely; any other BN is
-    reported in ``plan(model).unfolded`` with the reason, never skipped silently.
+    That covers torchvision's VGG ``_bn`` variants and the mini VGG completely; any other BN
+    (``plan.BatchNorm``: ``SyncBatchNorm`` too) is reported in ``plan(model).unfolded`` with the
+    reason, never skipped silently.
     """
 
-    name = "vgg"
+    def __init__(self) -> None:
+        super().__init__(
+            "vgg",
+            folds=[fold_sequential_pairs],
+            unreached="not directly preceded by a Conv/Linear in an nn.Sequential",
+        )
 
-    def plan(self, model: nn.Module) -> CanonizationPlan:
-        plan = CanonizationPlan()
-        plan.batchnorms = [n for n, m in model.named_modules() if isinstance(m, BATCHNORM_TYPES)]
-        for linear_name, linear, norm_name, norm in sequential_left_pairs(model):
-            plan.steps.append(FoldBatchNormLeft(linear, norm, linear_name, norm_name))
-            plan.folded.append(norm_name)
-        for name in plan.batchnorms:
-            if name not in plan.folded:
-                plan.unfolded[name] = "not directly preceded by a Conv/Linear in an nn.Sequential"
-        return plan
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"

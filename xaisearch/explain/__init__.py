@@ -1,6 +1,6 @@
 """Explainers as data: rules, layer groups, configs, and the zennit composites built from them."""
 
-from xaisearch.explain.config import ExplainerConfig, FirstLayerRule, GroupRule, ModelRef, load_config
+from xaisearch.explain.config import ExplainerConfig, FirstLayerRule, GroupRule, load_config
 from xaisearch.explain.methods import attribute, build_composite, explain
 from xaisearch.explain.rules import RuleError, make_rule, normalise_rule, rule_names
 
@@ -8,7 +8,6 @@ __all__ = [
     "ExplainerConfig",
     "FirstLayerRule",
     "GroupRule",
-    "ModelRef",
     "RuleError",
     "attribute",
     "build_composite",

@@ -15,25 +15,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from xaisearch.explain.rules import normalise_rule
+from xaisearch.models.ref import ModelRef
 
-CONFIG_FORMAT = "xaisearch.composite/1"
+CONFIG_FORMAT: Literal["xaisearch.composite/1"] = "xaisearch.composite/1"
 Method = Literal["lrp", "gradient"]
-
-
-class ModelRef(BaseModel):
-    """Which model a config explains and where its weights are.
-
-    ``weights`` is a checkpoint path (relative paths are resolved against the config file's
-    folder), a torchvision weights enum name such as ``IMAGENET1K_V1``, or ``None`` for random
-    initialisation.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    num_classes: int = Field(gt=0)
-    input_shape: tuple[int, ...]
-    weights: str | None = None
 
 
 class _RuleFields(BaseModel):

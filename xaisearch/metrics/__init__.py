@@ -1,7 +1,7 @@
 """Quantitative evaluation of explanations: one score per sample, batched in torch."""
 
 from xaisearch.metrics.axiomatic import Completeness
-from xaisearch.metrics.base import Metric, MetricContext, ModelExplainer, make_explainer
+from xaisearch.metrics.base import Explainer, Metric, MetricContext, ModelBoundExplainer, ModelExplainer, make_explainer
 from xaisearch.metrics.complexity import Complexity, EffectiveComplexity, Sparseness
 from xaisearch.metrics.faithfulness import (
     Deletion,
@@ -33,6 +33,8 @@ __all__ = [
     "MPRT",
     "MaxSensitivity",
     "MetricSuite",
+    "Explainer",
+    "ModelBoundExplainer",
     "ModelExplainer",
     "PointingGame",
     "RandomLogit",

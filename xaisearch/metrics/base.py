@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -33,7 +33,19 @@ Direction = Literal["higher", "lower"]
 Category = Literal["faithfulness", "localisation", "robustness", "complexity", "randomisation", "axiomatic"]
 DIRECTIONS: tuple[str, ...] = ("higher", "lower")
 CATEGORIES: tuple[str, ...] = ("faithfulness", "localisation", "robustness", "complexity", "randomisation", "axiomatic")
-Explainer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class Explainer(Protocol):
+    """What metrics that explain again need: ``(x, y) -> attribution`` on ``x``'s device."""
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class ModelBoundExplainer(Explainer, Protocol):
+    """An explainer that can explain another model the same way (randomisation metrics)."""
+
+    def with_model(self, model: nn.Module) -> ModelBoundExplainer: ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,8 +69,9 @@ class ModelExplainer:
 def make_explainer(explainer: Any, model: nn.Module | None) -> Explainer | None:
     """An explainer from a composite config (path, dict, ``ExplainerConfig``) or a callable.
 
-    A config is turned into a zennit composite with ``xaisearch.composite_from_config`` for
-    each model it explains, and applied with ``explain.methods.attribute``.
+    A config is turned into a zennit composite (``explain.methods.build_composite``, what
+    ``xaisearch.composite_from_config`` returns) for each model it explains,
+    and applied with ``explain.methods.attribute``.
     """
     from xaisearch.explain.config import ExplainerConfig
 
@@ -68,14 +81,13 @@ def make_explainer(explainer: Any, model: nn.Module | None) -> Explainer | None:
         raise ValueError(f"explainer must be a composite config (path, dict) or a callable, got {type(explainer)}")
     if model is None:
         raise ValueError("an explainer given as a composite config needs the model")
-    from xaisearch.api import composite_from_config
     from xaisearch.explain.config import load_config
-    from xaisearch.explain.methods import attribute
+    from xaisearch.explain.methods import attribute, build_composite
 
     config, _ = load_config(explainer)  # read and validated once
 
     def method(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return attribute(net, composite_from_config(config, net), x, y)
+        return attribute(net, build_composite(config, net), x, y)
 
     return ModelExplainer(model, method)
 

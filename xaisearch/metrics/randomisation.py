@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from xaisearch.metrics.base import Metric, MetricContext, generator
+from xaisearch.metrics.base import Metric, MetricContext, ModelBoundExplainer, generator
 from xaisearch.metrics.execution import explain_in_chunks
 from xaisearch.metrics.pooling import Normalisation, Pooling, normalise_per_sample, pool_channels
 from xaisearch.metrics.ranking import spearman
@@ -47,7 +47,7 @@ def randomised_layers(ctx: MetricContext, seed: int) -> list[tuple[str, dict[str
 
 
 def _explain_with(ctx: MetricContext, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    if not hasattr(ctx.explainer, "with_model"):
+    if not isinstance(ctx.explainer, ModelBoundExplainer):
         raise ValueError(
             "randomisation metrics explain randomised copies of the model: pass a composite config or a "
             "ModelExplainer (an explainer with .with_model(model)), not a bare callable"

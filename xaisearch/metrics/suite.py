@@ -23,10 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from xaisearch.metrics.base import Direction, Metric, MetricContext, make_explainer
+from xaisearch.metrics.base import Direction, Explainer, Metric, MetricContext, make_explainer
 from xaisearch.metrics.execution import explain_in_chunks
-
-Explainer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)

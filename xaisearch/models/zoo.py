@@ -1,42 +1,67 @@
-"""Build a model from its name, class count, input shape and weights (``ModelRef``)."""
+"""Build a model from its name, class count, input shape and weights (``ModelRef``).
+
+Our own builders register in ``MODELS`` (the registry helper: a duplicate name is an error);
+every torchvision classification builder is available besides them, under its own name.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from xaisearch.explain.config import ModelRef
+from xaisearch.models.ref import ModelRef
+from xaisearch.registry import Registry
 
+MODELS: Registry[Callable[[ModelRef], nn.Module]] = Registry("model")
 MINI_MODELS = ("mini_vgg",)
 RELATION_NETWORKS = ("relation_network", "mini_relation_network")  # VQA: fix a question before model(image)
 
 
-def available() -> list[str]:
-    """Our own models (mini VGG, Relation Networks) plus every torchvision classification builder."""
+@MODELS.register("mini_vgg")
+def _mini_vgg(ref: ModelRef) -> nn.Module:
+    from xaisearch.models.mini import mini_vgg
+
+    return mini_vgg(num_classes=ref.num_classes, image_size=ref.input_shape[-1])
+
+
+@MODELS.register("relation_network")
+def _relation_network(ref: ModelRef) -> nn.Module:
+    from xaisearch.models.relation_network import relation_network
+
+    return relation_network(num_classes=ref.num_classes)
+
+
+@MODELS.register("mini_relation_network")
+def _mini_relation_network(ref: ModelRef) -> nn.Module:
+    from xaisearch.models.relation_network import mini_relation_network
+
+    return mini_relation_network(num_classes=ref.num_classes)
+
+
+def torchvision_models() -> list[str]:
     import torchvision
 
-    own = list(MINI_MODELS) + list(RELATION_NETWORKS)
-    return own + sorted(torchvision.models.list_models(module=torchvision.models))
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def available() -> list[str]:
+    """Our own models (mini VGG, Relation Networks) plus every torchvision classification builder."""
+    return MODELS.available() + torchvision_models()
 
 
 def build_architecture(ref: ModelRef) -> nn.Module:
     """The randomly initialised architecture ``ref`` names."""
-    if ref.name == "mini_vgg":
-        from xaisearch.models.mini import mini_vgg
-
-        return mini_vgg(num_classes=ref.num_classes, image_size=ref.input_shape[-1])
-    if ref.name in RELATION_NETWORKS:
-        from xaisearch.models import relation_network
-
-        return getattr(relation_network, ref.name)(num_classes=ref.num_classes)
+    if ref.name in MODELS:
+        return MODELS.get(ref.name)(ref)
+    if ref.name not in torchvision_models():
+        own = MODELS.available()
+        raise ValueError(f"unknown model {ref.name!r}; use a torchvision classification builder or {own}")
     import torchvision
 
-    if ref.name not in torchvision.models.list_models(module=torchvision.models):
-        own = MINI_MODELS + RELATION_NETWORKS
-        raise ValueError(f"unknown model {ref.name!r}; use a torchvision classification builder or {own}")
     return torchvision.models.get_model(ref.name, weights=None, num_classes=ref.num_classes)
 
 

@@ -44,7 +44,7 @@ def png_bytes(rgb: np.ndarray, scale: int = 3) -> bytes:
 
     image = Image.fromarray(rgb)
     if scale > 1:
-        image = image.resize((rgb.shape[1] * scale, rgb.shape[0] * scale), Image.NEAREST)
+        image = image.resize((rgb.shape[1] * scale, rgb.shape[0] * scale), Image.Resampling.NEAREST)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()

@@ -9,8 +9,8 @@ import optuna
 
 from xaisearch.errors import InputError
 from xaisearch.explain.config import ExplainerConfig
-from xaisearch.search.objective import CONFIG_ATTR, mean_attr
 from xaisearch.search.study import SEED_NAME_ATTR, WEIGHTS_DIR_ATTR, study_spec
+from xaisearch.search.trial_attributes import CONFIG_ATTR, mean_attr, metric_means
 
 
 def config_of(trial: optuna.trial.FrozenTrial, study: optuna.Study) -> ExplainerConfig:
@@ -18,11 +18,7 @@ def config_of(trial: optuna.trial.FrozenTrial, study: optuna.Study) -> Explainer
     if CONFIG_ATTR not in trial.user_attrs:
         raise InputError(f"trial {trial.number} of study {study.study_name!r} has no stored config")
     config = ExplainerConfig.model_validate(trial.user_attrs[CONFIG_ATTR])
-    config.scores = {
-        key.removesuffix(".mean"): value
-        for key, value in trial.user_attrs.items()
-        if key.endswith(".mean") and value is not None
-    }
+    config.scores = metric_means(trial.user_attrs)
     if trial.values is not None and len(trial.values) == 1:
         config.scores["objective"] = trial.values[0]
     config.study, config.trial = study.study_name, trial.number
@@ -35,7 +31,7 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     weighted objective of the study file's metric weights."""
     if len(study.directions) == 1:
         return study.best_trial
-    from xaisearch.metrics.objective import weighted_objective
+    from xaisearch.search.normalisation import weighted_objective
     from xaisearch.search.workbench import build_suite
 
     entries = build_suite(study_spec(study)).entries

@@ -1,6 +1,6 @@
 """The Optuna objective: sample a config, explain, score, record, return the value(s).
 
-Scalar form: the weighted objective of ``metrics.objective`` (maximised), reported per
+Scalar form: the weighted objective of ``search.normalisation`` (maximised), reported per
 evaluation batch so a pruner (Wilcoxon) can stop a hopeless trial early. Multi-objective form:
 one mean per metric, with directions from the metrics (no pruning: Optuna has none for it).
 """
@@ -9,22 +9,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from xaisearch.metrics.suite import summary
+from xaisearch.search.trial_attributes import (
+    CONFIG_ATTR,
+    PRUNED_AFTER_ATTR,
+    WORKER_ATTR,
+    mean_attr,
+    nan_fraction_attr,
+    sem_attr,
+)
 from xaisearch.search.workbench import Workbench
 
-CONFIG_ATTR = "config"
-WORKER_ATTR = "worker"
+HeatmapSink = Callable[[Any, torch.Tensor, torch.Tensor], object]
 
-
-def mean_attr(metric: str) -> str:
-    return f"{metric}.mean"
-
-
-def sem_attr(metric: str) -> str:
-    return f"{metric}.sem"
 
 
 class Objective:
@@ -35,12 +36,12 @@ class Objective:
         bench: Workbench,
         on_batch: Callable[[int, int], None] | None = None,
         worker: str = "",
-        artifact_store=None,
+        upload_heatmaps: HeatmapSink | None = None,
     ) -> None:
         self.bench = bench
         self.on_batch = on_batch  # (batches done, batches total): progress of one trial's evaluation
         self.worker = worker
-        self.artifact_store = artifact_store
+        self.upload_heatmaps = upload_heatmaps  # (trial, images, attributions): runs while the trial is RUNNING
 
     @property
     def multi_objective(self) -> bool:
@@ -61,13 +62,11 @@ class Objective:
             means[name] = mean
             trial.set_user_attr(mean_attr(name), mean if math.isfinite(mean) else None)
             trial.set_user_attr(sem_attr(name), sem if math.isfinite(sem) else None)
-            trial.set_user_attr(f"{name}.nan_fraction", float(torch.isnan(values).float().mean()))
-        if self.artifact_store is not None and self.bench.spec.n_heatmaps > 0:
-            from xaisearch.search.artifacts import upload_heatmaps
-
+            trial.set_user_attr(nan_fraction_attr(name), float(torch.isnan(values).float().mean()))
+        if self.upload_heatmaps is not None and self.bench.spec.n_heatmaps > 0:
             batch = self.bench.batches[0]
             count = self.bench.spec.n_heatmaps
-            upload_heatmaps(trial, self.artifact_store, batch.x[:count], explain(batch.x[:count], batch.y[:count]))
+            self.upload_heatmaps(trial, batch.x[:count], explain(batch.x[:count], batch.y[:count]))
         if self.multi_objective:
             return tuple(means[name] for name in self.bench.objective_metrics())
         # a NaN objective makes Optuna fail the trial (e.g. an exploding rule): never a fake score
@@ -91,7 +90,7 @@ class Objective:
                 import optuna
 
                 running = {name: summary(values)[0] for name, values in scores.items()}
-                trial.set_user_attr("pruned_after_batches", index + 1)
+                trial.set_user_attr(PRUNED_AFTER_ATTR, index + 1)
                 raise optuna.TrialPruned(
                     f"pruned after {index + 1} batches at {self.bench.objective_value(running):.4f}"
                 )

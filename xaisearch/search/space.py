@@ -13,8 +13,9 @@ from typing import Any
 from torch import nn
 
 from xaisearch.errors import InputError
-from xaisearch.explain.config import ExplainerConfig, FirstLayerRule, GroupRule, ModelRef
+from xaisearch.explain.config import ExplainerConfig, FirstLayerRule, GroupRule
 from xaisearch.explain.groups import depth_groups, first_layer, linear_layers, named_groups
+from xaisearch.models.ref import ModelRef
 from xaisearch.spec import FIRST_LAYER_GROUP, StudySpec
 
 SEARCHED_PARAMS: dict[str, tuple[str, ...]] = {"epsilon": ("epsilon",), "gamma": ("gamma",), "alpha_beta": ("alpha",)}
@@ -96,7 +97,7 @@ class SearchSpace:
     def grid(self) -> dict[str, list[Any]]:
         """Every parameter's grid values, for ``optuna.samplers.GridSampler``."""
         space: dict[str, list[Any]] = {}
-        rule_lists = {name: group.rules for name, group in self.spec.search_space.groups.items()}
+        rule_lists: dict[str, list[str]] = {name: list(g.rules) for name, g in self.spec.search_space.groups.items()}
         rule_lists["first_layer"] = list(self.spec.search_space.first_layer)
         for prefix, rules in rule_lists.items():
             space[f"{prefix}.rule"] = list(rules)

@@ -10,18 +10,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
 
 from xaisearch.canonize.registry import canonizer_name_for
 from xaisearch.errors import InputError
-from xaisearch.explain.config import ExplainerConfig, ModelRef
+from xaisearch.explain.config import ExplainerConfig
 from xaisearch.explain.methods import attribute, build_composite
 from xaisearch.metrics.base import ModelExplainer
 from xaisearch.metrics.registry import make_metric
 from xaisearch.metrics.suite import EvalBatch, MetricSuite, WeightedMetric, suite_entries
-from xaisearch.models.benchmark import obtain_model
+from xaisearch.models.ref import ModelRef
+from xaisearch.search.model_preparation import obtain_model
 from xaisearch.search.space import SearchSpace
 from xaisearch.spec import DataSpec, StudySpec
 
@@ -116,7 +118,7 @@ class Workbench:
 
     def objective_value(self, means: dict[str, float]) -> float:
         """The weighted objective, normalised as the study file asks."""
-        from xaisearch.metrics.objective import weighted_objective
+        from xaisearch.search.normalisation import weighted_objective
 
         if self.spec.objective.normalisation == "seed":
             return weighted_objective(means, self.suite.entries, "seed", self.seed_reference())
@@ -126,7 +128,7 @@ class Workbench:
         """Metrics that are objectives of their own (multi-objective studies)."""
         return list(self.spec.objective.metrics) or self.suite.names
 
-    def directions(self) -> list[str]:
+    def directions(self) -> list[Literal["minimize", "maximize"]]:
         """Optuna directions: one ``maximize`` for the weighted objective, else one per metric."""
         if self.spec.objective.type == "weighted":
             return ["maximize"]

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from xaisearch.errors import InputError
-from xaisearch.explain.config import ModelRef
+from xaisearch.models.ref import ModelRef
 from xaisearch.models.zoo import MINI_MODELS, build_architecture, build_model
 from xaisearch.spec import DataSpec, ModelSpec
 

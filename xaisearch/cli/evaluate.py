@@ -23,7 +23,7 @@ def evaluate_config(
     spec: StudySpec, composite: Path, out_dir: Path | None, compare_canonization: bool, as_json: bool
 ) -> dict[str, dict[str, tuple[float, float]]]:
     """``{arm: {metric: (mean, standard error)}}`` for the config and, optionally, its uncanonized twin."""
-    from xaisearch.search.run import prepare_workbench
+    from xaisearch.cli.run import prepare_workbench
 
     try:
         config, _ = load_config(composite)

@@ -17,6 +17,7 @@ import importlib.util
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from xaisearch.errors import InputError
 
@@ -36,6 +37,14 @@ class Heartbeat:
     interval: int = 60
     grace_period: int = 180
     max_retry: int = 3
+
+    def __post_init__(self) -> None:
+        # a grace period under two intervals fails live trials whose heartbeat was merely late
+        if self.interval < 1 or self.grace_period < 2 * self.interval:
+            raise InputError(
+                f"--grace-period {self.grace_period}: must be at least twice --heartbeat-interval ({self.interval}), "
+                "which must be at least 1 s"
+            )
 
 
 def storage_kind(url: str) -> str:
@@ -84,7 +93,7 @@ def open_storage(url: str, heartbeat: Heartbeat | None = None, application_name:
         path = Path(url)
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     if heartbeat is not None:
         kwargs = {
             "heartbeat_interval": heartbeat.interval,
@@ -93,7 +102,7 @@ def open_storage(url: str, heartbeat: Heartbeat | None = None, application_name:
                 max_retry=heartbeat.max_retry
             ),
         }
-    engine: dict = {}
+    engine: dict[str, Any] = {}
     if kind == "postgresql":
         _check_driver(url)
         engine = {

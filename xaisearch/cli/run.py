@@ -19,18 +19,13 @@ from rich.table import Table
 from xaisearch.devices import resolve_device
 from xaisearch.errors import InputError
 from xaisearch.search.export import best_trial, config_of, export_trial, seed_trials
-from xaisearch.search.objective import Objective, mean_attr
-from xaisearch.search.storage import mask_password, refuse_concurrent_sqlite
-from xaisearch.search.study import (
-    SEED_NAME_ATTR,
-    completed_trials,
-    default_storage_url,
-    open_study,
-    study_budget,
-    trials_to_start,
-)
+from xaisearch.search.objective import HeatmapSink, Objective
+from xaisearch.search.study import SEED_NAME_ATTR, completed_trials, study_budget, trials_to_start
+from xaisearch.search.trial_attributes import mean_attr
 from xaisearch.search.workbench import Workbench
-from xaisearch.search.worker import run_trials
+from xaisearch.service.storage import mask_password, refuse_concurrent_sqlite
+from xaisearch.service.studies import default_storage_url, open_study
+from xaisearch.service.worker import WorkerOptions, run_trials
 from xaisearch.spec import StudySpec
 
 BEST_CONFIG_NAME = "best_composite.json"
@@ -89,7 +84,9 @@ def _best_info(study: optuna.Study) -> str:
     return f"best {study.best_value:.4f}"
 
 
-def optimise_here(study: optuna.Study, bench: Workbench, console: Console, artifact_store=None) -> int:
+def optimise_here(
+    study: optuna.Study, bench: Workbench, console: Console, upload_heatmaps: HeatmapSink | None = None
+) -> int:
     """Run trials in this process until the study's budget is reached."""
     budget = study_budget(study)
     remaining = trials_to_start(study, budget)
@@ -106,9 +103,9 @@ def optimise_here(study: optuna.Study, bench: Workbench, console: Console, artif
         def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             progress.update(task, advance=1, info=_best_info(study))
 
-        from xaisearch.search.worker import worker_id
+        from xaisearch.service.worker import worker_id
 
-        objective = Objective(bench, on_batch, worker=worker_id(), artifact_store=artifact_store)
+        objective = Objective(bench, on_batch, worker=worker_id(), upload_heatmaps=upload_heatmaps)
         return run_trials(study, objective, on_trial=on_trial)
 
 
@@ -118,23 +115,14 @@ def optimise_with_workers(
     """Start ``workers`` worker processes and show the study's progress until they finish."""
     import threading
 
-    from xaisearch.search.launcher import launch_workers
+    from xaisearch.service.launcher import launch_workers
 
     budget = study_budget(study)
     before = len(completed_trials(study))
     if trials_to_start(study, budget) <= 0:
         console.print(f"study {study.study_name!r} already has its {budget} completed trials; nothing to run")
         return 0
-    args = [
-        "--study",
-        study.study_name,
-        "--storage",
-        storage_url,
-        "--run-dir",
-        str(run_dir),
-        "--artifact-dir",
-        str(artifact_dir),
-    ]
+    args = WorkerOptions(study.study_name, storage_url, run_dir=run_dir, artifact_dir=str(artifact_dir)).command_args()
     finished = threading.Event()
     with _progress(console) as progress:
         task = progress.add_task(f"trials ({workers} workers)", total=budget, completed=before, info="")
@@ -188,7 +176,7 @@ def heatmap_gallery(bench: Workbench, study: optuna.Study, best_seed: str | None
 
     batch = bench.batches[0]
     x, y = batch.x[:n_images], batch.y[:n_images]
-    bounds = (bench.spec.data.input_low, bench.spec.data.input_high)
+    bounds = bench.spec.data.bounds()
     rows = [("input", [png_data_uri(image_rgb(image, *bounds)) for image in x])]
     chosen = [("best trial", best_trial(study))]
     if best_seed is not None:
@@ -217,7 +205,9 @@ def summarise(
     if best_is_seed:
         console.print(f"a seed won: zennit's {best.user_attrs[SEED_NAME_ATTR]} is the best configuration found")
     elif best_seed is not None and len(study.directions) == 1:
-        margin = best.value - seed_trials(study)[best_seed].value
+        seed_value = seed_trials(study)[best_seed].value
+        assert best.value is not None and seed_value is not None  # completed single-objective trials
+        margin = best.value - seed_value
         console.print(f"best trial #{best.number} beats every seed composite (best seed {best_seed} by {margin:+.4f})")
     report = write_report(study, run_dir / REPORT_NAME, (header, rows), heatmap_gallery(bench, study, best_seed))
     console.print(f"wrote {best_path} and {report}")
@@ -264,7 +254,7 @@ def run_study(
     if storage_url is not None:
         refuse_concurrent_sqlite(storage_url, workers)
     study, bench, run_dir, storage_url = create_study(spec, out_dir, storage_url, budget, console)
-    from xaisearch.search.worker import recover_orphans
+    from xaisearch.service.worker import recover_orphans
 
     for number in recover_orphans(study):
         console.print(f"[yellow]trial {number} was left running by a process that is gone; re-enqueued[/yellow]")
@@ -272,8 +262,8 @@ def run_study(
     if workers > 1:
         ran = optimise_with_workers(study, storage_url, run_dir, workers, console, artifact_dir)
     else:
-        from xaisearch.search.artifacts import open_artifact_store
+        from xaisearch.service.artifacts import heatmap_uploader, open_artifact_store
 
-        ran = optimise_here(study, bench, console, open_artifact_store(artifact_dir))
+        ran = optimise_here(study, bench, console, heatmap_uploader(open_artifact_store(artifact_dir)))
     best_path, report, best_is_seed, best_seed = summarise(study, bench, run_dir, console)
     return RunOutcome(study, run_dir, best_path, report, ran, best_is_seed, best_seed)

@@ -1,4 +1,7 @@
-"""The one-call entry points for zennit users of an exported composite config."""
+"""The one-call entry points for zennit users of an exported composite config.
+
+Re-exported as ``xaisearch.composite_from_config`` and ``xaisearch.model_from_config``.
+"""
 
 from __future__ import annotations
 

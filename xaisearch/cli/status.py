@@ -10,8 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 from xaisearch.search.export import best_trial
-from xaisearch.search.objective import WORKER_ATTR
-from xaisearch.search.study import completed_trials, load_existing_study, study_budget
+from xaisearch.search.study import completed_trials, study_budget
+from xaisearch.search.trial_attributes import WORKER_ATTR, metric_means
+from xaisearch.service.studies import load_existing_study
 
 
 def print_status(name: str, storage_url: str, console: Console | None = None) -> None:
@@ -26,9 +27,8 @@ def print_status(name: str, storage_url: str, console: Console | None = None) ->
     if completed_trials(study):
         best = best_trial(study)
         console.print(f"best trial #{best.number}: objective {', '.join(f'{v:.4f}' for v in best.values)}")
-        for key, value in sorted(best.user_attrs.items()):
-            if key.endswith(".mean") and value is not None:
-                console.print(f"  {key.removesuffix('.mean')}: {value:.4f}")
+        for metric, value in sorted(metric_means(best.user_attrs).items()):
+            console.print(f"  {metric}: {value:.4f}")
     running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
     if running:
         table = Table("trial", "worker", "age", title="running trials")

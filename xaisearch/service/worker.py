@@ -24,23 +24,24 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
 
-from xaisearch.search.objective import CONFIG_ATTR, WORKER_ATTR, Objective
-from xaisearch.search.storage import Heartbeat, mask_password, storage_kind
+from xaisearch.search.objective import Objective
 from xaisearch.search.study import (
     WEIGHTS_DIR_ATTR,
     completed_count,
-    load_existing_study,
     make_sampler,
     study_budget,
     study_spec,
     trials_to_start,
 )
+from xaisearch.search.trial_attributes import CONFIG_ATTR, WORKER_ATTR
+from xaisearch.service.storage import Heartbeat, mask_password, storage_kind
+from xaisearch.service.studies import load_existing_study
 
 log = logging.getLogger("xaisearch.worker")
 RUNNING = optuna.trial.TrialState.RUNNING
@@ -65,6 +66,17 @@ class WorkerOptions:
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
     artifact_dir: str | None = None
     run_dir: Path | None = None  # where the model checkpoint is, if not in the study's attrs
+
+    def command_args(self) -> list[str]:
+        """The ``xaisearch worker`` arguments that start a worker with these options, less ``--device``
+        (the launcher sets it per child): the one place the worker's command line is spelt out."""
+        args = ["--study", self.study, "--storage", self.storage]
+        heartbeat = self.heartbeat
+        args += ["--heartbeat-interval", str(heartbeat.interval), "--grace-period", str(heartbeat.grace_period)]
+        args += ["--n-trials", str(self.n_trials)] if self.n_trials else []
+        args += ["--artifact-dir", str(self.artifact_dir)] if self.artifact_dir else []
+        args += ["--run-dir", str(self.run_dir)] if self.run_dir else []
+        return args
 
 
 def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> None:
@@ -239,12 +251,12 @@ def run_worker(options: WorkerOptions) -> int:
     device = resolve_device(options.device if options.device != "auto" else spec.device)
     bench = Workbench.prepare(spec, run_dir, device, allow_training=False)
     study.sampler = make_sampler(spec, bench.space, worker=me)
-    store = None
+    upload = None
     if options.artifact_dir:
-        from xaisearch.search.artifacts import open_artifact_store
+        from xaisearch.service.artifacts import heatmap_uploader, open_artifact_store
 
-        store = open_artifact_store(options.artifact_dir)
-    objective = Objective(bench, worker=me, artifact_store=store)
+        upload = heatmap_uploader(open_artifact_store(options.artifact_dir))
+    objective = Objective(bench, worker=me, upload_heatmaps=upload)
     signals = _Signals()
     signals.install()
     done = threading.Event()
@@ -257,7 +269,7 @@ def run_worker(options: WorkerOptions) -> int:
     in_flight: list[int] = []  # started and not reported finished: the one running, or interrupted ones
     backoff, down_since = 1.0, None
 
-    def tracked(trial: optuna.Trial) -> float | list[float]:
+    def tracked(trial: optuna.Trial) -> float | Sequence[float]:
         in_flight.append(trial.number)
         return objective(trial)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from xaisearch.errors import InputError
-from xaisearch.search.storage import mask_password, open_storage
+from xaisearch.service.storage import mask_password, open_storage
 
 
 def serve(storage_url: str, artifact_dir: Path | None, host: str = "127.0.0.1", port: int = 8080) -> None:
@@ -17,7 +17,7 @@ def serve(storage_url: str, artifact_dir: Path | None, host: str = "127.0.0.1", 
     if artifact_dir is not None:
         if not Path(artifact_dir).is_dir():
             print(f"note: {artifact_dir} does not exist yet; created it empty (workers write heatmaps there)")
-        from xaisearch.search.artifacts import open_artifact_store
+        from xaisearch.service.artifacts import open_artifact_store
 
         store = open_artifact_store(artifact_dir)
     if host not in ("127.0.0.1", "localhost", "::1"):

@@ -14,44 +14,37 @@ Normalisations (``Normalisation``), so metrics of different units and spreads ca
 * ``seed``: z-score against the seed composites' statistics, (m − mean_seed) / std_seed per
   metric (std 0 or one seed → divide by |mean_seed|, or 1): "better than the known settings by
   how many spreads"; fixed once the seeds finished, so values of later trials stay comparable;
-* ``rank``: the mean's rank among the finished trials' means, in [0, 1] (0 worst reference,
-  1 best-or-equal); robust to outliers, but a trial's value changes as the reference grows;
-* ``minmax``: (m − min) / (max − min) over the finished trials (1 when they are all equal);
-  keeps distances, is sensitive to outliers.
-Normalisation is monotone per metric, so the direction sign is applied after it.
+Normalisation is monotone per metric, so the direction sign is applied after it. Normalising
+against the finished trials (ranks, min-max) is left out on purpose: a trial's value would then
+depend on when it ran, and the sampler and the winner would compare numbers that mean different
+things.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import get_args
 
 from xaisearch.metrics.suite import WeightedMetric
+from xaisearch.spec import Normalisation
 
-Normalisation = Literal["none", "seed", "rank", "minmax"]
 OPTUNA_DIRECTION = {"higher": "maximize", "lower": "minimize"}
 
 
 def normalise_mean(value: float, reference: Sequence[float], method: Normalisation) -> float:
-    """``value`` of one metric normalised against ``reference`` means (seeds or finished trials)."""
+    """``value`` of one metric normalised against ``reference`` means (the seed composites')."""
     finite = [r for r in reference if math.isfinite(r)]
     if method == "none" or not math.isfinite(value):
         return value
-    if method not in ("seed", "rank", "minmax"):
-        raise ValueError(f"unknown normalisation {method!r}; choose none, seed, rank or minmax")
+    if method != "seed":
+        raise ValueError(f"unknown normalisation {method!r}; choose {' or '.join(get_args(Normalisation))}")
     if not finite:
         raise ValueError(f"normalisation {method!r} needs at least one finite reference value")
-    if method == "seed":
-        mean = sum(finite) / len(finite)
-        spread = math.sqrt(sum((r - mean) ** 2 for r in finite) / (len(finite) - 1)) if len(finite) > 1 else 0.0
-        scale = spread or abs(mean) or 1.0
-        return (value - mean) / scale
-    if method == "rank":
-        below = sum(r < value for r in finite) + 0.5 * sum(r == value for r in finite)
-        return below / len(finite)
-    low, high = min(finite), max(finite)
-    return (value - low) / (high - low) if high > low else 1.0
+    mean = sum(finite) / len(finite)
+    spread = math.sqrt(sum((r - mean) ** 2 for r in finite) / (len(finite) - 1)) if len(finite) > 1 else 0.0
+    scale = spread or abs(mean) or 1.0
+    return (value - mean) / scale
 
 
 def weighted_objective(
@@ -66,10 +59,6 @@ def weighted_objective(
     for entry in entries:
         name = entry.metric.name
         sign = 1.0 if entry.effective_direction == "higher" else -1.0
-        if normalisation == "rank":  # rank against the reference, then orient: higher rank = better
-            rank = normalise_mean(means[name], [r[name] for r in reference], "rank")
-            value += entry.weight * (rank if sign > 0 else 1.0 - rank)
-            continue
         mean = normalise_mean(means[name], [r[name] for r in reference], normalisation)
         value += entry.weight * sign * mean
     value /= total_weight

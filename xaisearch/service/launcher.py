@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from xaisearch.search.storage import storage_kind
+from xaisearch.service.storage import storage_kind
 
 log = logging.getLogger("xaisearch.launcher")
 POLL_SECONDS = 0.5
@@ -52,8 +52,8 @@ def launch_workers(
 ) -> int:
     """Start one worker per device, restart dead ones while the budget is open; returns the
     number of workers that died. Each dead worker's running trials are recovered first."""
-    from xaisearch.search.study import load_existing_study
-    from xaisearch.search.worker import recover_dead_worker
+    from xaisearch.service.studies import load_existing_study
+    from xaisearch.service.worker import recover_dead_worker
 
     journal = storage_kind(storage_url) == "journal"
     max_restarts = 3 * len(devices) if max_restarts is None else max_restarts

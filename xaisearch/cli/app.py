@@ -33,7 +33,7 @@ def run(
     workers: int = typer.Option(1, "--workers", min=1, help="worker processes on this machine (one per GPU)"),
 ) -> None:
     """Create or resume a study, run its trials, write best_composite.json and report.html."""
-    from xaisearch.search.run import run_study
+    from xaisearch.cli.run import run_study
     from xaisearch.spec import load_spec
 
     run_study(load_spec(study_file), out_dir=out, storage_url=storage, budget=n_trials, workers=workers)
@@ -49,7 +49,7 @@ def create(
     n_trials: int | None = typer.Option(None, "--n-trials", min=1, help="study budget (default: the file's n_trials)"),
 ) -> None:
     """Create the study (idempotent): store the spec, train the model if needed, enqueue the seeds."""
-    from xaisearch.search.run import create_study
+    from xaisearch.cli.run import create_study
     from xaisearch.spec import load_spec
 
     create_study(load_spec(study_file), out_dir=out, storage_url=storage, budget=n_trials)
@@ -77,50 +77,28 @@ def worker(
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if grace_period < 2 * heartbeat_interval:
-        from xaisearch.errors import InputError
+    from xaisearch.service.storage import Heartbeat
+    from xaisearch.service.worker import WorkerOptions, run_worker
 
-        raise InputError(
-            f"--grace-period {grace_period}: must be at least twice --heartbeat-interval ({heartbeat_interval})"
-        )
-    from xaisearch.search.storage import Heartbeat
-
-    passed = [
-        "--study",
-        study,
-        "--storage",
-        storage,
-        "--heartbeat-interval",
-        str(heartbeat_interval),
-        "--grace-period",
-        str(grace_period),
-    ]
-    passed += ["--n-trials", str(n_trials)] if n_trials else []
-    passed += ["--artifact-dir", artifact_dir] if artifact_dir else []
-    passed += ["--run-dir", str(run_dir)] if run_dir else []
+    options = WorkerOptions(
+        study, storage, device, n_trials, Heartbeat(heartbeat_interval, grace_period), artifact_dir, run_dir
+    )
     if devices:  # one child process per device, watched (CUDA_VISIBLE_DEVICES set per child)
-        from xaisearch.search.launcher import launch_workers, parse_devices
-        from xaisearch.search.study import load_existing_study, study_budget, trials_to_start
+        from xaisearch.search.study import study_budget, trials_to_start
+        from xaisearch.service.launcher import launch_workers, parse_devices
+        from xaisearch.service.studies import load_existing_study
 
         joined = load_existing_study(study, storage)
         budget = study_budget(joined)
         launch_workers(
-            study, storage, parse_devices(devices), passed, budget_reached=lambda: trials_to_start(joined, budget) <= 0
-        )
-        return
-    from xaisearch.search.worker import WorkerOptions, run_worker
-
-    run_worker(
-        WorkerOptions(
             study,
             storage,
-            device,
-            n_trials,
-            Heartbeat(heartbeat_interval, grace_period),
-            artifact_dir,
-            run_dir,
+            parse_devices(devices),
+            options.command_args(),
+            budget_reached=lambda: trials_to_start(joined, budget) <= 0,
         )
-    )
+        return
+    run_worker(options)
 
 
 @app.command()
@@ -129,7 +107,7 @@ def status(
     storage: str = typer.Option(..., "--storage", help="storage URL or journal file path"),
 ) -> None:
     """Trials by state, the best values, and running trials with their worker and age."""
-    from xaisearch.search.status import print_status
+    from xaisearch.cli.status import print_status
 
     print_status(study, storage)
 
@@ -143,7 +121,7 @@ def export(
 ) -> None:
     """Write the best (or a given) trial as a composite config for xaisearch.composite_from_config."""
     from xaisearch.search.export import export_trial
-    from xaisearch.search.study import load_existing_study
+    from xaisearch.service.studies import load_existing_study
 
     config = export_trial(load_existing_study(study, storage), output, trial)
     typer.echo(f"wrote {output} (trial {config.trial}, objective {config.scores.get('objective', float('nan')):.4f})")
@@ -158,7 +136,7 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of a table"),
 ) -> None:
     """Metric table (mean ± standard error) of one configuration, canonized vs not."""
-    from xaisearch.search.evaluate import evaluate_config
+    from xaisearch.cli.evaluate import evaluate_config
     from xaisearch.spec import load_spec
 
     evaluate_config(load_spec(study_file), composite, out, compare_canonization, as_json)
@@ -172,7 +150,7 @@ def dashboard(
     port: int = typer.Option(8080, "--port", min=1, max=65535),
 ) -> None:
     """Start optuna-dashboard on the study storage, with the trials' heatmaps."""
-    from xaisearch.search.dashboard import serve
+    from xaisearch.service.dashboard import serve
 
     serve(storage, artifact_dir, host, port)
 
@@ -189,7 +167,8 @@ def canonize(
     """Canonize MODEL: print each step, BN coverage, max output difference (float32) and timing; exit 1 on failure."""
     import json
 
-    from xaisearch.canonize.check import check_named_model, report_text
+    from xaisearch.canonize.check import check_named_model
+    from xaisearch.cli.canonize_report import report_text
 
     report = check_named_model(model, canonizer, weights, input_size)
     checked = None
@@ -230,5 +209,3 @@ def entry_point() -> None:
     sys.exit(main())
 
 
-if __name__ == "__main__":
-    entry_point()

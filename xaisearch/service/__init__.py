@@ -1,0 +1,1 @@
+"""Running searches: storage URLs, the worker loop, heartbeats and retry, the launcher, artifacts, dashboard."""

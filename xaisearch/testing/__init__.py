@@ -1,0 +1,1 @@
+"""Conformance suites that users run on their own canonizers and metrics, as Optuna ships optuna.testing."""
