@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tests.canonize.architectures import UnseenNet
 from xaisearch.canonize import auto as auto_module
 from xaisearch.canonize import get_canonizer
 from xaisearch.canonize.verify import randomize_batchnorm
+from xaisearch.testing.canonizers import UnseenNet
 
 
 def counting_traces(monkeypatch) -> list[int]:

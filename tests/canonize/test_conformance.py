@@ -74,7 +74,12 @@ def test_zoo_model_keeps_its_function_and_restores_exactly(canonizer, label, bui
     dtypes = [(torch.float32, 1e-5)] + ([(torch.float64, 1e-10)] if (canonizer, label) in LIGHT else [])
     for dtype, tolerance in dtypes:
         check_canonizer(
-            _factory(canonizer), build, (3, 32, 32), dtype=dtype, tolerance=tolerance, coverage=_coverage(canonizer),
+            _factory(canonizer),
+            build,
+            (3, 32, 32),
+            dtype=dtype,
+            tolerance=tolerance,
+            coverage=_coverage(canonizer),
             notes=False,
         )
 
@@ -112,8 +117,9 @@ def test_conservation_check_has_teeth():
     report = verify_canonizer(mini_resnet(), get_canonizer("none"), (3, 32, 32), batch_size=2, relevance=True)
     assert report.conservation_error > 0.1 and not report.passed()
     with pytest.raises(AssertionError):
-        check_canonizer(_factory("none"), mini_resnet, (3, 32, 32), dtype=torch.float64, coverage="reported",
-                        relevance=True)
+        check_canonizer(
+            _factory("none"), mini_resnet, (3, 32, 32), dtype=torch.float64, coverage="reported", relevance=True
+        )
 
 
 @pytest.mark.parametrize(

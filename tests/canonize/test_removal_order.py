@@ -6,10 +6,10 @@ import torch
 from torchvision.models import DenseNet
 from zennit.composites import EpsilonPlus
 
-from tests.canonize.architectures import UnseenNet, mini_efficientnet, mini_resnet
 from xaisearch.canonize import get_canonizer
 from xaisearch.canonize.verify import _snapshot, randomize_batchnorm, restore_problems
 from xaisearch.models.mini import mini_vgg
+from xaisearch.testing.canonizers import UnseenNet, mini_efficientnet, mini_resnet
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 from zennit.core import ParamMod
 from zennit.layer import Sum
 
-from tests.canonize.architectures import PartlyFoldable, UnseenNet, mini_efficientnet, mini_resnet
+from tests.canonize.architectures import PartlyFoldable
 from xaisearch.canonize import canonizer_name_for, get_canonizer
 from xaisearch.canonize.auto import UntraceableModelError
 from xaisearch.canonize.fold_right import BiasMapConv2d, FoldBatchNormRight, right_fold_problem
@@ -25,6 +25,7 @@ from xaisearch.canonize.verify import (
     verify_canonizer,
 )
 from xaisearch.models.mini import mini_vgg
+from xaisearch.testing.canonizers import UnseenNet, mini_efficientnet, mini_resnet
 
 
 def random_bn(model: nn.Module) -> nn.Module:

@@ -109,3 +109,30 @@ def test_model_state_survives_many_attributions(random_bn_vgg):
         id(p) for p in random_bn_vgg.parameters()
     ]
     copy.deepcopy(random_bn_vgg)  # still a plain, copyable module
+
+
+def _sync_batchnorm_vgg() -> torch.nn.Module:
+    """torchvision's VGG ``make_layers`` with every BatchNorm2d a SyncBatchNorm (eval mode runs on CPU)."""
+    from torchvision.models.vgg import make_layers
+
+    torch.manual_seed(0)
+    features = torch.nn.SyncBatchNorm.convert_sync_batchnorm(make_layers([8, "M", 16, 16, "M"], batch_norm=True))
+    head = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(16 * 8 * 8, 10), torch.nn.SyncBatchNorm(10), torch.nn.Linear(10, 4)
+    )
+    return torch.nn.Sequential(features, head).eval()
+
+
+def test_sync_batchnorm_in_a_vgg_is_folded_or_reported():
+    """One definition of "a BatchNorm" for every canonizer: the VGG canonizer once counted only
+    BatchNorm1d/2d/3d, so a SyncBatchNorm was neither folded nor reported."""
+    model = _sync_batchnorm_vgg()
+    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.SyncBatchNorm)]
+    assert len(names) == 4
+    plan = get_canonizer("vgg").plan(model)
+    assert sorted(plan.batchnorms) == sorted(names)
+    assert all(name in plan.folded or plan.unfolded.get(name) for name in names)
+    assert plan.folded == names  # each follows a Conv/Linear in an nn.Sequential
+    report = verify_canonizer(model, get_canonizer("vgg"), (3, 32, 32), dtype=torch.float64, batch_size=2)
+    assert report.bn_total == report.bn_folded == 4 and report.unfolded == {}
+    assert report.passed(), report

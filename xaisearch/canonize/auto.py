@@ -166,7 +166,9 @@ def _mutation_is_read_later(node: fx.Node) -> bool:
     return any(user in later for user in node.args[0].users)
 
 
-def explicit_forward(module: nn.Module, label: str) -> tuple[Callable[..., Any], dict[str, nn.Module], list[str], list[str]]:
+def explicit_forward(
+    module: nn.Module, label: str
+) -> tuple[Callable[..., Any], dict[str, nn.Module], list[str], list[str]]:
     """``module``'s forward with tensor additions as ``Sum`` children and sigmoid products as gates.
 
     Returns the new forward (a function of ``self``), the ``Sum`` children it calls, what changed

@@ -264,7 +264,7 @@ def make_bias_free(model: nn.Module) -> nn.Module:
             if isinstance(module, BatchNorm) and module.running_mean is not None:
                 module.running_mean.zero_()
             if isinstance(getattr(module, "inplace", None), bool):
-                module.inplace = False  # a plain flag; Module.__setattr__'s stub takes tensors only
+                module.inplace = False  # type: ignore[assignment]  # a bool; torch's stub: Tensor | Module
     return model
 
 
