@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -64,6 +64,7 @@ def class_index(root: str | Path) -> dict[str, int]:
     """
     root = _require(Path(root), "ImageNet data root")
     mapping = _read_mapping(root)
+    wnids: Iterable[str]
     if mapping is not None:
         wnids = mapping
     else:
@@ -107,13 +108,13 @@ def _parse(path: Path) -> tuple[tuple[int, int] | None, list[tuple[str, Box]]]:
         size = tree.find("size")
         height = int(size.findtext("height", "0")) if size is not None else 0
         width = int(size.findtext("width", "0")) if size is not None else 0
-        objects = []
+        objects: list[tuple[str, Box]] = []
         for obj in tree.iter("object"):
             box = obj.find("bndbox")
             if box is None:
                 continue
-            corners = tuple(int(float(box.findtext(k, ""))) for k in ("xmin", "ymin", "xmax", "ymax"))
-            objects.append((obj.findtext("name", "").strip(), corners))
+            xmin, ymin, xmax, ymax = (int(float(box.findtext(k, ""))) for k in ("xmin", "ymin", "xmax", "ymax"))
+            objects.append((obj.findtext("name", "").strip(), (xmin, ymin, xmax, ymax)))
     except (ElementTree.ParseError, ValueError) as error:
         raise ValueError(f"cannot read ImageNet annotation {path}: {error}") from error
     return ((height, width) if height > 0 and width > 0 else None), objects
@@ -187,8 +188,9 @@ class ImageNetBoxes(Dataset):
         samples: list[tuple[str, Path, tuple[int, int] | None, list[Box]]] = []
         for folder_wnid, image, xml in found:
             annotated, objects = _parse(xml)
-            wnid = folder_wnid
-            if wnid is None:
+            if folder_wnid is not None:
+                wnid = folder_wnid
+            else:
                 named = {obj_wnid for obj_wnid, _ in objects}
                 if len(named) != 1:
                     continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch.utils.data import Dataset
@@ -36,13 +37,14 @@ def open_dataset(
     """The dataset ``name`` (``voc`` or ``imagenet``) under ``root``, as ``(x, y, mask)`` samples."""
     geometry = Geometry(size=image_size, mode=preprocessing)
     if name == "voc":
-        from xaisearch.data.voc import VOCClassMasks
+        from xaisearch.data.voc import MaskSource, VOCClassMasks
 
-        return VOCClassMasks(expand_root(root), split=split, geometry=geometry, masks=masks, classes=classes)
+        source = cast(MaskSource, masks)  # the study file's Literal has checked it
+        return VOCClassMasks(expand_root(root), split=split, geometry=geometry, masks=source, classes=classes)
     if name == "imagenet":
-        from xaisearch.data.imagenet import ImageNetBoxes
+        from xaisearch.data.imagenet import ImageNetBoxes, Split
 
-        return ImageNetBoxes(expand_root(root), split=split, wnids=classes, geometry=geometry)
+        return ImageNetBoxes(expand_root(root), split=cast(Split, split), wnids=classes, geometry=geometry)
     raise ValueError(f"unknown dataset {name!r}; use 'voc' or 'imagenet'")
 
 

@@ -188,6 +188,6 @@ def _read_boxes(path: Path, include_difficult: bool) -> dict[int, list[Box]]:
         corners = [obj.findtext(f"bndbox/{key}") for key in ("xmin", "ymin", "xmax", "ymax")]
         if None in corners:
             raise ValueError(f"{path}: object {name!r} lacks a complete <bndbox> (xmin, ymin, xmax, ymax)")
-        xmin, ymin, xmax, ymax = (round(float(text)) for text in corners)
+        xmin, ymin, xmax, ymax = (round(float(text or "")) for text in corners)
         boxes.setdefault(VOC_CLASSES.index(name), []).append((max(ymin - 1, 0), max(xmin - 1, 0), ymax, xmax))
     return boxes

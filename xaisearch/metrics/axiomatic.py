@@ -40,6 +40,6 @@ class Completeness(Metric):
         if key not in ctx.cache:
             reference = baseline_image(ctx.x, self.baseline, generator(self.seed)).expand_as(ctx.x)
             with torch.no_grad():
-                ctx.cache[key] = target_scores(ctx.model, reference, ctx.y, self.softmax)
+                ctx.cache[key] = target_scores(ctx.required_model, reference, ctx.y, self.softmax)
         change = clean_scores(ctx, self.softmax) - ctx.cache[key]
         return (ctx.a.flatten(1).double().sum(1) - change.double()).abs().to(ctx.a.dtype)

@@ -122,6 +122,25 @@ class MetricContext:
     scratch: dict[Any, Any] = field(default_factory=dict)
     model_cache: dict[Any, Any] = field(default_factory=dict)
 
+    # what ``Metric.check`` guarantees a metric that declares the need; typed without ``None``
+    @property
+    def required_model(self) -> nn.Module:
+        if self.model is None:
+            raise ValueError("this metric needs the model")
+        return self.model
+
+    @property
+    def required_mask(self) -> torch.Tensor:
+        if self.s is None:
+            raise ValueError("this metric needs a ground-truth mask (s)")
+        return self.s
+
+    @property
+    def required_explainer(self) -> Explainer:
+        if self.explainer is None:
+            raise ValueError("this metric explains again: pass explainer=<composite config or callable (x, y) -> a>")
+        return self.explainer
+
 
 @dataclass(frozen=True)
 class Metric:

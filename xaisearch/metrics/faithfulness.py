@@ -42,7 +42,7 @@ def clean_scores(ctx: MetricContext, softmax: bool) -> torch.Tensor:
     key = ("target_scores", softmax)
     if key not in ctx.cache:
         with torch.no_grad():
-            ctx.cache[key] = target_scores(ctx.model, ctx.x, ctx.y, softmax)
+            ctx.cache[key] = target_scores(ctx.required_model, ctx.x, ctx.y, softmax)
     return ctx.cache[key]
 
 
@@ -77,7 +77,7 @@ class _OrderedRemoval(Metric):
         self.check(ctx)
         relevance = feature_relevance(ctx.a, ctx.x, self.features, self.pooling)
         return perturbation_curve(
-            ctx.model,
+            ctx.required_model,
             ctx.x,
             ctx.y,
             step_of_pixel(relevance, self.steps, self.order),
@@ -199,7 +199,7 @@ class RegionPerturbation(Metric):
         relevance = pool_channels(ctx.a, self.pooling)
         steps = region_steps(relevance, self.patch_size, self.regions, self.order, self.candidates)
         return perturbation_curve(
-            ctx.model,
+            ctx.required_model,
             ctx.x,
             ctx.y,
             steps,
@@ -277,7 +277,7 @@ class FaithfulnessCorrelation(Metric):
 
             baseline = baseline_image(ctx.x, self.baseline, generator(self.seed + 1))
             perturbed = masked_scores(
-                ctx.model, ctx.x, ctx.y, baseline, self.runs, mask_of, self.softmax, self.memory_budget
+                ctx.required_model, ctx.x, ctx.y, baseline, self.runs, mask_of, self.softmax, self.memory_budget
             )
             ctx.cache[key] = clean_scores(ctx, self.softmax).unsqueeze(1) - perturbed
         return ctx.cache[key]

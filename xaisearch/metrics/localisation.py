@@ -37,7 +37,7 @@ class RelevanceMassAccuracy(Metric):
     def __call__(self, ctx: MetricContext) -> torch.Tensor:
         self.check(ctx)
         relevance = _non_negative(pool_channels(ctx.a, self.pooling), self.pooling).flatten(1)
-        mask = mask_2d(ctx.s).flatten(1)
+        mask = mask_2d(ctx.required_mask).flatten(1)
         total = relevance.sum(1)
         inside = (relevance * mask).sum(1)
         score = inside / total
@@ -63,7 +63,7 @@ class RelevanceRankAccuracy(Metric):
     def __call__(self, ctx: MetricContext) -> torch.Tensor:
         self.check(ctx)
         relevance, ordered = pooled(ctx, self.pooling), sorted_relevance(ctx, self.pooling)
-        mask = mask_2d(ctx.s).flatten(1)
+        mask = mask_2d(ctx.required_mask).flatten(1)
         k = mask.sum(1)
         score = (expected_top_k_hits(relevance, ordered, mask, k) / k.double()).to(ctx.a.dtype)
         return score.masked_fill(k == 0, float("nan"))
@@ -90,7 +90,7 @@ class PointingGame(Metric):
     def __call__(self, ctx: MetricContext) -> torch.Tensor:
         self.check(ctx)
         relevance, ordered = pooled(ctx, self.pooling), sorted_relevance(ctx, self.pooling)
-        mask = mask_2d(ctx.s).flatten(1)
+        mask = mask_2d(ctx.required_mask).flatten(1)
         one = torch.ones(len(mask), dtype=torch.long, device=mask.device)
         hit = expected_top_k_hits(relevance, ordered, mask, one).to(ctx.a.dtype)
         return hit.masked_fill(mask.sum(1) == 0, float("nan"))
@@ -119,7 +119,7 @@ class AttributionLocalisation(Metric):
     def __call__(self, ctx: MetricContext) -> torch.Tensor:
         self.check(ctx)
         relevance = _non_negative(pooled(ctx, self.pooling), self.pooling)
-        mask = mask_2d(ctx.s).flatten(1)
+        mask = mask_2d(ctx.required_mask).flatten(1)
         size = mask.double().mean(1)
         total = relevance.sum(1)
         share = (relevance * mask).sum(1) / total
@@ -150,7 +150,7 @@ class TopKIntersection(Metric):
     def __call__(self, ctx: MetricContext) -> torch.Tensor:
         self.check(ctx)
         relevance, ordered = pooled(ctx, self.pooling), sorted_relevance(ctx, self.pooling)
-        mask = mask_2d(ctx.s).flatten(1)
+        mask = mask_2d(ctx.required_mask).flatten(1)
         n = relevance.shape[1]
         k = max(1, round(self.k * n)) if self.k < 1 else int(self.k)
         if self.k <= 0 or not 1 <= k <= n:
@@ -180,7 +180,7 @@ class AreaUnderCurve(Metric):
 
     def __call__(self, ctx: MetricContext) -> torch.Tensor:
         self.check(ctx)
-        mask = mask_2d(ctx.s).flatten(1)
+        mask = mask_2d(ctx.required_mask).flatten(1)
         ranks = average_ranks(pooled(ctx, self.pooling))
         positives = mask.sum(1).double()
         negatives = mask.shape[1] - positives

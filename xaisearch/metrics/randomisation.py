@@ -30,8 +30,8 @@ def randomised_layers(ctx: MetricContext, seed: int) -> list[tuple[str, dict[str
     """(module name, randomised state) for every randomisable module, in ``named_modules`` order."""
     key = ("randomised_layers", seed, id(ctx.model))
     if key not in ctx.model_cache:
-        device = next(ctx.model.parameters()).device
-        scratch_model = copy.deepcopy(ctx.model).cpu()
+        device = next(ctx.required_model.parameters()).device
+        scratch_model = copy.deepcopy(ctx.required_model).cpu()
         layers = []
         for name, module in scratch_model.named_modules():
             if not hasattr(module, "reset_parameters"):
@@ -88,15 +88,16 @@ class RandomLogit(Metric):
             classes = self.num_classes
             if classes is None:
                 with torch.no_grad():
-                    classes = ctx.model(ctx.x[:1]).shape[-1]
+                    classes = ctx.required_model(ctx.x[:1]).shape[-1]
             if classes < 2:
                 raise ValueError(f"random_logit needs at least 2 classes, got {classes}")
             offset = torch.randint(1, classes, (len(ctx.y),), generator=generator(self.seed)).to(ctx.y.device)
             ctx.cache[key] = (ctx.y + offset) % classes
         other = ctx.cache[key]
-        a_other = explain_in_chunks(ctx.explainer, ctx.model, ctx.x, other)
+        a_other = explain_in_chunks(ctx.required_explainer, ctx.model, ctx.x, other)
         maps = [normalise_per_sample(pool_channels(m, self.pooling).double(), self.normalise) for m in (ctx.a, a_other)]
-        return ssim(*maps, form=self.ssim, window=self.window).to(ctx.x.dtype)
+        clean, other_class = maps
+        return ssim(clean, other_class, form=self.ssim, window=self.window).to(ctx.x.dtype)
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ class MPRT(Metric):
         layers = randomised_layers(ctx, self.seed)
         if self.order == "top_down":
             layers = layers[::-1]
-        working = copy.deepcopy(ctx.model)
+        working = copy.deepcopy(ctx.required_model)
         clean = pool_channels(ctx.a, self.pooling).flatten(1)
         similarities = []
         for name, state in layers:
@@ -162,7 +163,7 @@ class EfficientMPRT(Metric):
         self.check(ctx)
         key = ("fully_randomised", self.seed, id(ctx.model))
         if key not in ctx.model_cache:
-            randomised = copy.deepcopy(ctx.model)
+            randomised = copy.deepcopy(ctx.required_model)
             for name, state in randomised_layers(ctx, self.seed):
                 randomised.get_submodule(name).load_state_dict(state)
             ctx.model_cache[key] = randomised

@@ -42,7 +42,7 @@ def noisy_explanations(ctx: MetricContext, kind: str, samples: int, scale: float
     key = ("noisy_explanations", kind, samples, scale, seed, id(ctx.a))
     if key not in ctx.scratch:
         x = noisy_inputs(ctx, kind, samples, scale, seed)
-        a = explain_in_chunks(ctx.explainer, ctx.model, x, ctx.y.repeat(samples))
+        a = explain_in_chunks(ctx.required_explainer, ctx.model, x, ctx.y.repeat(samples))
         ctx.scratch[key] = a.view(samples, len(ctx.x), *a.shape[1:])
     return ctx.scratch[key]
 

@@ -74,6 +74,8 @@ class MetricSuite:
         on every call, as a worker's evaluation set.
         """
         explainer = make_explainer(explain, model)
+        if explainer is None:
+            raise ValueError("MetricSuite.score needs an explainer: a callable (x, y) -> a or a composite config")
         collected: dict[str, list[torch.Tensor]] = {name: [] for name in self.names}
         for index, batch in enumerate(batches):
             attribution = explain_in_chunks(explainer, model, batch.x, batch.y)

@@ -129,7 +129,9 @@ class RelationNetwork(nn.Module):
     @property
     def object_feature_columns(self) -> tuple[slice, slice]:
         """The input columns of ``g[0]`` that hold CNN features (of object i, of object j)."""
-        channels = self.image_encoder[-1].num_features
+        last = self.image_encoder[-1]
+        assert isinstance(last, nn.BatchNorm2d)  # the encoder ends in its fourth BatchNorm (built above)
+        channels = last.num_features
         return slice(0, channels), slice(channels + 2, 2 * channels + 2)
 
     def set_question(self, tokens: torch.Tensor | None, lengths: torch.Tensor | None = None) -> None:
