@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from xaisearch.data.preprocess import Geometry, prepare
+from xaisearch.data.preprocess import Geometry, Sample, prepare
 
 Split = Literal["train", "val"]
 Box = tuple[int, int, int, int]
@@ -147,7 +147,7 @@ def _resolve(requested: Sequence[str], index: dict[str, int], names: dict[str, s
     return sorted(set(resolved))
 
 
-class ImageNetBoxes(Dataset):
+class ImageNetBoxes(Dataset[Sample]):
     """ILSVRC images that have a box annotation, as ``(x, y, mask)``.
 
     A sample is an image with an annotation XML. Its class is its wnid: the folder in ``train``,
@@ -212,7 +212,7 @@ class ImageNetBoxes(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> Sample:
         from PIL import Image
 
         path, label = self.items[i]

@@ -10,14 +10,21 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import cast
+from typing import Protocol, cast
 
 import torch
-from torch.utils.data import Dataset
 
-from xaisearch.data.preprocess import Geometry, Preprocessing
+from xaisearch.data.preprocess import Geometry, Preprocessing, Sample
 
 log = logging.getLogger("xaisearch.data")
+
+
+class SampleDataset(Protocol):
+    """A map-style dataset of ``(x, y, mask)`` samples with a length (torch's ``Dataset`` declares none)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Sample: ...
 
 
 def expand_root(root: str) -> Path:
@@ -33,7 +40,7 @@ def open_dataset(
     classes: list[str] | None = None,
     masks: str = "segmentation",
     preprocessing: Preprocessing = "resize",
-) -> Dataset:
+) -> SampleDataset:
     """The dataset ``name`` (``voc`` or ``imagenet``) under ``root``, as ``(x, y, mask)`` samples."""
     geometry = Geometry(size=image_size, mode=preprocessing)
     if name == "voc":
@@ -48,9 +55,9 @@ def open_dataset(
     raise ValueError(f"unknown dataset {name!r}; use 'voc' or 'imagenet'")
 
 
-def seeded_sample(dataset: Dataset, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def seeded_sample(dataset: SampleDataset, n: int, seed: int) -> Sample:
     """``(x, y, mask)`` of ``min(n, len(dataset))`` items drawn without replacement from ``seed``."""
-    size = len(dataset)  # type: ignore[arg-type]
+    size = len(dataset)
     if n > size:
         log.warning("%d evaluation samples asked for, the dataset holds %d: using all of them", n, size)
     order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:n].sort().values

@@ -18,15 +18,20 @@ range of the normalised input, which the first layer's z^B rule needs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 Preprocessing = Literal["resize", "resize_crop"]
 PREPROCESSING: tuple[str, ...] = ("resize", "resize_crop")
+Sample = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+"""What a real dataset yields: ``(x, y, mask)``, a normalised 3×S×S image, an int64 class, an S×S bool mask."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,7 @@ class Geometry:
         return round(self.size * 256 / 224)
 
 
-def prepare(image, mask: np.ndarray, geometry: Geometry) -> tuple[torch.Tensor, torch.Tensor]:
+def prepare(image: Image.Image | np.ndarray, mask: np.ndarray, geometry: Geometry) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x, mask)``: the normalised ``3×S×S`` float image and the ``S×S`` bool mask, under one geometry.
 
     ``image`` is a PIL image or an ``H×W×3`` uint8 array; ``mask`` an ``H×W`` array of the same

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from xaisearch.data.preprocess import Geometry, prepare
+from xaisearch.data.preprocess import Geometry, Sample, prepare
 
 VOC_CLASSES: tuple[str, ...] = (
     "aeroplane",
@@ -58,7 +58,7 @@ _ROOT_FIX = "point the data root at the folder that holds VOCdevkit/"
 Box = tuple[int, int, int, int]
 
 
-class VOCClassMasks(Dataset):
+class VOCClassMasks(Dataset[Sample]):
     """``(x, y, mask)`` per (image, class) pair: ``x`` from :func:`prepare`, ``y`` an int64 scalar, ``mask`` S×S bool.
 
     ``root`` is the folder that holds ``VOCdevkit/``, as for torchvision's VOC datasets.
@@ -134,7 +134,7 @@ class VOCClassMasks(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> Sample:
         from PIL import Image
 
         image_id, class_index = self.items[index]

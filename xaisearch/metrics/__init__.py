@@ -1,7 +1,15 @@
 """Quantitative evaluation of explanations: one score per sample, batched in torch."""
 
 from xaisearch.metrics.axiomatic import Completeness
-from xaisearch.metrics.base import Explainer, Metric, MetricContext, ModelBoundExplainer, ModelExplainer, make_explainer
+from xaisearch.metrics.base import (
+    METRICS,
+    Explainer,
+    Metric,
+    MetricContext,
+    ModelBoundExplainer,
+    ModelExplainer,
+    make_explainer,
+)
 from xaisearch.metrics.complexity import Complexity, EffectiveComplexity, Sparseness
 from xaisearch.metrics.faithfulness import (
     Deletion,
@@ -25,6 +33,7 @@ from xaisearch.metrics.robustness import AvgSensitivity, LocalLipschitz, MaxSens
 from xaisearch.metrics.suite import MetricSuite, WeightedMetric, suite_entries
 
 __all__ = [
+    "METRICS",
     "AreaUnderCurve",
     "AttributionLocalisation",
     "AvgSensitivity",

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 import torch
 
-from xaisearch.metrics.base import Metric, MetricContext, generator
-from xaisearch.metrics.faithfulness import BaselineField, clean_scores
+from xaisearch.metrics.base import METRICS, Metric, MetricContext, generator
+from xaisearch.metrics.faithfulness import BaselineField, clean_scores, hashable
 from xaisearch.metrics.perturbation import baseline_image, target_scores
 
 
+@METRICS.register()
 @dataclass(frozen=True)
 class Completeness(Metric):
     """Completeness (Sundararajan et al. 2017): |Σ_i a_i − (f(x) − f(b))| per sample.
@@ -35,8 +36,7 @@ class Completeness(Metric):
 
     def __call__(self, ctx: MetricContext) -> torch.Tensor:
         self.check(ctx)
-        baseline = tuple(self.baseline) if isinstance(self.baseline, (list, tuple)) else self.baseline
-        key = ("completeness.baseline_scores", baseline, self.softmax, self.seed)
+        key = ("completeness.baseline_scores", hashable(self.baseline), self.softmax, self.seed)
         if key not in ctx.cache:
             reference = baseline_image(ctx.x, self.baseline, generator(self.seed)).expand_as(ctx.x)
             with torch.no_grad():

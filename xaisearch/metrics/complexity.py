@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 import torch
 
-from xaisearch.metrics.base import Metric, MetricContext
+from xaisearch.metrics.base import METRICS, Metric, MetricContext
 from xaisearch.metrics.pooling import Pooling, pool_channels
 
 
+@METRICS.register()
 @dataclass(frozen=True)
 class Sparseness(Metric):
     """Gini index of the pooled non-negative per-pixel relevance (Chalasani et al. 2020).
@@ -27,9 +28,7 @@ class Sparseness(Metric):
 
     def __call__(self, ctx: MetricContext) -> torch.Tensor:
         self.check(ctx)
-        relevance = pool_channels(ctx.a, self.pooling).flatten(1).double()
-        if bool((relevance < 0).any()):
-            raise ValueError(f"sparseness needs a non-negative pooling, not {self.pooling!r}")
+        relevance = _non_negative_pixels(ctx.a, self.pooling, self.name)
         n = relevance.shape[1]
         ordered = relevance.sort(dim=1).values
         rank = torch.arange(1, n + 1, device=relevance.device, dtype=relevance.dtype)
@@ -38,6 +37,7 @@ class Sparseness(Metric):
         return gini.masked_fill(total <= 0, float("nan")).to(ctx.a.dtype)
 
 
+@METRICS.register()
 @dataclass(frozen=True)
 class Complexity(Metric):
     """Entropy of the relevance distribution p = r / Σ r over pixels (Bhatt et al. 2020).
@@ -63,6 +63,7 @@ class Complexity(Metric):
         return entropy.masked_fill(total.squeeze(1) <= 0, float("nan")).to(ctx.a.dtype)
 
 
+@METRICS.register()
 @dataclass(frozen=True)
 class EffectiveComplexity(Metric):
     """Number of pixels whose relevance exceeds ``eps`` (Nguyen & Martínez 2020; Quantus ``EffectiveComplexity``).

@@ -12,11 +12,11 @@ prediction drops) is kept in ``ctx.cache``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 
-from xaisearch.metrics.base import Direction, Metric, MetricContext, generator
+from xaisearch.metrics.base import METRICS, Direction, Metric, MetricContext, generator
 from xaisearch.metrics.execution import DEFAULT_MEMORY_BUDGET, memory_budget_for
 from xaisearch.metrics.perturbation import (
     Features,
@@ -33,6 +33,7 @@ from xaisearch.metrics.perturbation import (
     target_scores,
 )
 from xaisearch.metrics.pooling import Pooling, pool_channels
+from xaisearch.metrics.ranking import pearson
 
 BaselineField = Literal["mean", "zero", "black", "blur", "uniform"] | float | tuple[float, ...]
 
@@ -46,7 +47,15 @@ def clean_scores(ctx: MetricContext, softmax: bool) -> torch.Tensor:
     return ctx.cache[key]
 
 
-def _hashable(value: Any) -> Any:
+def by_order(order: Order, morf: Direction = "higher") -> Direction:
+    """The direction of a perturbation metric: ``morf`` for MoRF order, the other one for LeRF."""
+    if order == "morf":
+        return morf
+    return "lower" if morf == "higher" else "higher"
+
+
+def hashable(value: Any) -> Any:
+    """A baseline field as a cache-key part (lists and tuples as tuples)."""
     return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
@@ -67,6 +76,11 @@ class _OrderedRemoval(Metric):
     memory_budget: int | None = DEFAULT_MEMORY_BUDGET
 
     insertion = False
+    morf_direction: ClassVar[Direction] = "higher"  # the direction for ``order="morf"``; LeRF's is the other
+
+    @property
+    def direction(self) -> Direction:  # type: ignore[override]  # a property of ``order``, not a ClassVar
+        return by_order(self.order, self.morf_direction)
 
     @property
     def forwards_per_sample(self) -> int:  # type: ignore[override]
@@ -90,6 +104,7 @@ class _OrderedRemoval(Metric):
         )
 
 
+@METRICS.register()
 @dataclass(frozen=True)
 class PixelFlipping(_OrderedRemoval):
     """Area over the perturbation curve (AOPC) of pixel flipping (Bach et al. 2015; Samek et al. 2017).
@@ -105,14 +120,11 @@ class PixelFlipping(_OrderedRemoval):
 
     name = "pixel_flipping"
 
-    @property
-    def direction(self) -> Direction:  # type: ignore[override]
-        return "higher" if self.order == "morf" else "lower"
-
     def __call__(self, ctx: MetricContext) -> torch.Tensor:
         return aopc(self.curve(ctx))
 
 
+@METRICS.register()
 @dataclass(frozen=True)
 class Deletion(_OrderedRemoval):
     """Deletion AUC (Petsiuk et al. 2018, RISE): area under the MoRF removal curve.
@@ -124,17 +136,15 @@ class Deletion(_OrderedRemoval):
     """
 
     name = "deletion"
+    morf_direction = "lower"
 
     baseline: BaselineField = "zero"
-
-    @property
-    def direction(self) -> Direction:  # type: ignore[override]
-        return "lower" if self.order == "morf" else "higher"
 
     def __call__(self, ctx: MetricContext) -> torch.Tensor:
         return auc(self.curve(ctx))
 
 
+@METRICS.register()
 @dataclass(frozen=True)
 class Insertion(_OrderedRemoval):
     """Insertion AUC (Petsiuk et al. 2018, RISE): features inserted most relevant first into the baseline.
@@ -150,14 +160,11 @@ class Insertion(_OrderedRemoval):
     baseline: BaselineField = "blur"
     insertion = True
 
-    @property
-    def direction(self) -> Direction:  # type: ignore[override]
-        return "higher" if self.order == "morf" else "lower"
-
     def __call__(self, ctx: MetricContext) -> torch.Tensor:
         return auc(self.curve(ctx))
 
 
+@METRICS.register()
 @dataclass(frozen=True)
 class RegionPerturbation(Metric):
     """AOPC of region perturbation (Samek et al. 2017): ``regions`` patches removed cumulatively.
@@ -187,8 +194,8 @@ class RegionPerturbation(Metric):
     memory_budget: int | None = DEFAULT_MEMORY_BUDGET
 
     @property
-    def direction(self) -> Direction:  # type: ignore[override]
-        return "higher" if self.order == "morf" else "lower"
+    def direction(self) -> Direction:  # type: ignore[override]  # a property of ``order``, not a ClassVar
+        return by_order(self.order)
 
     @property
     def forwards_per_sample(self) -> int:  # type: ignore[override]
@@ -214,6 +221,7 @@ class RegionPerturbation(Metric):
         return aopc(self.curve(ctx))
 
 
+@METRICS.register()
 @dataclass(frozen=True)
 class FaithfulnessCorrelation(Metric):
     """Faithfulness correlation (Bhatt et al. 2020): do random subsets' attributions predict their removal's effect?
@@ -245,7 +253,7 @@ class FaithfulnessCorrelation(Metric):
     def forwards_per_sample(self) -> int:  # type: ignore[override]
         return self.runs
 
-    def subset_key(self, x: torch.Tensor) -> tuple:
+    def subset_key(self, x: torch.Tensor) -> tuple[Any, ...]:
         return ("faithfulness_correlation.subsets", self.seed, self.runs, self.subset_size, self.features, x.shape)
 
     def subsets(self, ctx: MetricContext) -> torch.Tensor:
@@ -266,7 +274,7 @@ class FaithfulnessCorrelation(Metric):
 
     def drops(self, ctx: MetricContext) -> torch.Tensor:
         """B×runs prediction drops f(x) − f(x_S), cached with the subsets."""
-        key = (*self.subset_key(ctx.x), _hashable(self.baseline), self.softmax)
+        key = (*self.subset_key(ctx.x), hashable(self.baseline), self.softmax)
         if key not in ctx.cache:
             subsets, shape = self.subsets(ctx), feature_shape(ctx.x, self.features)
 
@@ -288,11 +296,3 @@ class FaithfulnessCorrelation(Metric):
         subsets = self.subsets(ctx)
         attributed = relevance.gather(1, subsets.flatten(1)).view(subsets.shape).sum(-1)
         return pearson(attributed, self.drops(ctx)).to(ctx.a.dtype)
-
-
-def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise Pearson correlation of two B×R tensors in float64; NaN where a row is constant."""
-    a, b = a.double(), b.double()
-    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    norm = a.norm(dim=1) * b.norm(dim=1)
-    return ((a * b).sum(1) / norm).masked_fill(norm == 0, float("nan"))

@@ -13,13 +13,36 @@ from dataclasses import dataclass
 
 import torch
 
-from xaisearch.metrics.base import Metric, MetricContext
+from xaisearch.metrics.base import METRICS, Metric, MetricContext
 from xaisearch.metrics.pooling import Pooling, mask_2d, pool_channels
 from xaisearch.metrics.ranking import average_ranks, expected_top_k_hits, pooled, sorted_relevance
 
 
 @dataclass(frozen=True)
-class RelevanceMassAccuracy(Metric):
+class _Localisation(Metric):
+    """What every localisation metric shares: higher is better, a mask is needed, no model pass."""
+
+    category = "localisation"
+    direction = "higher"
+    needs_mask = True
+
+    def mask(self, ctx: MetricContext) -> torch.Tensor:
+        """Check ``ctx``; the B×N ground-truth mask (pixels flattened)."""
+        self.check(ctx)
+        return mask_2d(ctx.required_mask).flatten(1)
+
+    def ranked(self, ctx: MetricContext, pooling: Pooling) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Check ``ctx``; the B×N pooled map (float64), it sorted descending, and the B×N mask.
+
+        The pooled and sorted maps are computed once per scoring call (``ranking.py``).
+        """
+        mask = self.mask(ctx)
+        return pooled(ctx, pooling), sorted_relevance(ctx, pooling), mask
+
+
+@METRICS.register()
+@dataclass(frozen=True)
+class RelevanceMassAccuracy(_Localisation):
     """RMA = Σ_{p∈GT} R_p / Σ_p R_p on the pooled, non-negative map R (Arras et al. 2022).
 
     Pinned: channels pooled with ``pooling`` (default ``pos_sum``, Arras' ``sum,pos``: negative
@@ -28,24 +51,21 @@ class RelevanceMassAccuracy(Metric):
     """
 
     name = "relevance_mass_accuracy"
-    category = "localisation"
-    direction = "higher"
-    needs_mask = True
 
     pooling: Pooling = "pos_sum"
 
     def __call__(self, ctx: MetricContext) -> torch.Tensor:
-        self.check(ctx)
+        mask = self.mask(ctx)
         relevance = _non_negative(pool_channels(ctx.a, self.pooling), self.pooling).flatten(1)
-        mask = mask_2d(ctx.required_mask).flatten(1)
         total = relevance.sum(1)
         inside = (relevance * mask).sum(1)
         score = inside / total
         return score.masked_fill((total <= 0) | (mask.sum(1) == 0), float("nan"))
 
 
+@METRICS.register()
 @dataclass(frozen=True)
-class RelevanceRankAccuracy(Metric):
+class RelevanceRankAccuracy(_Localisation):
     """RRA = |top-K pixels ∩ GT| / K with K = |GT|, on the pooled map (Arras et al. 2022).
 
     Pinned: ties at the K-th value are broken at random *in expectation* (each tied pixel counts
@@ -54,23 +74,19 @@ class RelevanceRankAccuracy(Metric):
     """
 
     name = "relevance_rank_accuracy"
-    category = "localisation"
-    direction = "higher"
-    needs_mask = True
 
     pooling: Pooling = "pos_sum"
 
     def __call__(self, ctx: MetricContext) -> torch.Tensor:
-        self.check(ctx)
-        relevance, ordered = pooled(ctx, self.pooling), sorted_relevance(ctx, self.pooling)
-        mask = mask_2d(ctx.required_mask).flatten(1)
+        relevance, ordered, mask = self.ranked(ctx, self.pooling)
         k = mask.sum(1)
         score = (expected_top_k_hits(relevance, ordered, mask, k) / k.double()).to(ctx.a.dtype)
         return score.masked_fill(k == 0, float("nan"))
 
 
+@METRICS.register()
 @dataclass(frozen=True)
-class PointingGame(Metric):
+class PointingGame(_Localisation):
     """Hit (1) if the most relevant pixel lies in the mask, else 0 (Zhang et al. 2018, IJCV).
 
     Pinned: pooled with ``pooling`` (default ``sum``: the strongest positive evidence); several
@@ -81,23 +97,19 @@ class PointingGame(Metric):
     """
 
     name = "pointing_game"
-    category = "localisation"
-    direction = "higher"
-    needs_mask = True
 
     pooling: Pooling = "sum"
 
     def __call__(self, ctx: MetricContext) -> torch.Tensor:
-        self.check(ctx)
-        relevance, ordered = pooled(ctx, self.pooling), sorted_relevance(ctx, self.pooling)
-        mask = mask_2d(ctx.required_mask).flatten(1)
+        relevance, ordered, mask = self.ranked(ctx, self.pooling)
         one = torch.ones(len(mask), dtype=torch.long, device=mask.device)
         hit = expected_top_k_hits(relevance, ordered, mask, one).to(ctx.a.dtype)
         return hit.masked_fill(mask.sum(1) == 0, float("nan"))
 
 
+@METRICS.register()
 @dataclass(frozen=True)
-class AttributionLocalisation(Metric):
+class AttributionLocalisation(_Localisation):
     """Share of positive relevance inside the mask (Kohlbrenner et al. 2020, IJCNN).
 
     mu = Σ_{p∈GT} R⁺_p / Σ_p R⁺_p with R⁺ the pooled map's positive part (``pooling="pos_sum"``).
@@ -108,18 +120,14 @@ class AttributionLocalisation(Metric):
     """
 
     name = "attribution_localisation"
-    category = "localisation"
-    direction = "higher"
-    needs_mask = True
 
     pooling: Pooling = "pos_sum"
     weighted: bool = False
     max_size: float = 1.0
 
     def __call__(self, ctx: MetricContext) -> torch.Tensor:
-        self.check(ctx)
+        mask = self.mask(ctx)
         relevance = _non_negative(pooled(ctx, self.pooling), self.pooling)
-        mask = mask_2d(ctx.required_mask).flatten(1)
         size = mask.double().mean(1)
         total = relevance.sum(1)
         share = (relevance * mask).sum(1) / total
@@ -129,8 +137,9 @@ class AttributionLocalisation(Metric):
         return share.masked_fill(undefined, float("nan")).to(ctx.a.dtype)
 
 
+@METRICS.register()
 @dataclass(frozen=True)
-class TopKIntersection(Metric):
+class TopKIntersection(_Localisation):
     """Share of the k most relevant pixels that lie in the mask (Theiner et al. 2021).
 
     Pinned: ``k < 1`` is a fraction of the pixels (rounded, at least 1), ``k >= 1`` a pixel count
@@ -139,18 +148,13 @@ class TopKIntersection(Metric):
     """
 
     name = "top_k_intersection"
-    category = "localisation"
-    direction = "higher"
-    needs_mask = True
 
     k: float = 0.1
     pooling: Pooling = "sum"
     concept_influence: bool = False
 
     def __call__(self, ctx: MetricContext) -> torch.Tensor:
-        self.check(ctx)
-        relevance, ordered = pooled(ctx, self.pooling), sorted_relevance(ctx, self.pooling)
-        mask = mask_2d(ctx.required_mask).flatten(1)
+        relevance, ordered, mask = self.ranked(ctx, self.pooling)
         n = relevance.shape[1]
         k = max(1, round(self.k * n)) if self.k < 1 else int(self.k)
         if self.k <= 0 or not 1 <= k <= n:
@@ -162,8 +166,9 @@ class TopKIntersection(Metric):
         return score.to(ctx.a.dtype).masked_fill(mask.sum(1) == 0, float("nan"))
 
 
+@METRICS.register()
 @dataclass(frozen=True)
-class AreaUnderCurve(Metric):
+class AreaUnderCurve(_Localisation):
     """ROC-AUC of the pooled map as a score separating mask from background pixels (Fawcett 2006).
 
     Computed as the Mann–Whitney statistic (Σ ranks of mask pixels − P(P+1)/2) / (P·Q) with
@@ -172,15 +177,11 @@ class AreaUnderCurve(Metric):
     """
 
     name = "auc"
-    category = "localisation"
-    direction = "higher"
-    needs_mask = True
 
     pooling: Pooling = "sum"
 
     def __call__(self, ctx: MetricContext) -> torch.Tensor:
-        self.check(ctx)
-        mask = mask_2d(ctx.required_mask).flatten(1)
+        mask = self.mask(ctx)
         ranks = average_ranks(pooled(ctx, self.pooling))
         positives = mask.sum(1).double()
         negatives = mask.shape[1] - positives

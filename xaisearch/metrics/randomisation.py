@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from xaisearch.metrics.base import Metric, MetricContext, ModelBoundExplainer, generator
+from xaisearch.metrics.base import METRICS, Metric, MetricContext, ModelBoundExplainer, generator
 from xaisearch.metrics.execution import explain_in_chunks
 from xaisearch.metrics.pooling import Normalisation, Pooling, normalise_per_sample, pool_channels
 from xaisearch.metrics.ranking import spearman
@@ -55,6 +55,7 @@ def _explain_with(ctx: MetricContext, model: nn.Module, x: torch.Tensor, y: torc
     return explain_in_chunks(ctx.explainer.with_model(model), model, x, y)
 
 
+@METRICS.register()
 @dataclass(frozen=True)
 class RandomLogit(Metric):
     """SSIM between the explanation of the target class and of a random other class (Sixt et al. 2020).
@@ -100,6 +101,7 @@ class RandomLogit(Metric):
         return ssim(clean, other_class, form=self.ssim, window=self.window).to(ctx.x.dtype)
 
 
+@METRICS.register()
 @dataclass(frozen=True)
 class MPRT(Metric):
     """Cascading model-parameter randomisation test (Adebayo et al. 2018).
@@ -137,6 +139,7 @@ class MPRT(Metric):
         return torch.stack(similarities).mean(0).to(ctx.x.dtype)
 
 
+@METRICS.register()
 @dataclass(frozen=True)
 class EfficientMPRT(Metric):
     """Relative rise in explanation complexity after randomising all layers (Hedström et al. 2023, eMPRT).

@@ -67,8 +67,12 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Pearson correlation per row (float64); NaN where either row is constant."""
-    a = a.double() - a.double().mean(1, keepdim=True)
-    b = b.double() - b.double().mean(1, keepdim=True)
-    denominator = (a.pow(2).sum(1) * b.pow(2).sum(1)).sqrt()
-    return ((a * b).sum(1) / denominator).masked_fill(denominator == 0, float("nan"))
+    """Pearson correlation per row of two B×N tensors, in float64; NaN where either row is constant.
+
+    The one definition (``spearman`` here, ``faithfulness_correlation``): centred rows, no
+    epsilon; the denominator is the product of the rows' norms, exactly 0 only for a constant row.
+    """
+    a, b = a.double(), b.double()
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    norm = a.norm(dim=1) * b.norm(dim=1)
+    return ((a * b).sum(1) / norm).masked_fill(norm == 0, float("nan"))

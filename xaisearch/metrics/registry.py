@@ -1,4 +1,8 @@
-"""Metric names → classes. Adding a metric is one module plus one line here."""
+"""Metric names → classes, read from the one registry ``base.METRICS``.
+
+Adding a metric is one module whose classes carry ``@METRICS.register()``; a new category module
+is also imported here (``CATEGORY_MODULES``) so that importing ``xaisearch.metrics`` registers it.
+"""
 
 from __future__ import annotations
 
@@ -8,73 +12,23 @@ from typing import Any
 import torch
 from torch import nn
 
-from xaisearch.metrics.axiomatic import Completeness
-from xaisearch.metrics.base import Metric, MetricContext, make_explainer
-from xaisearch.metrics.complexity import Complexity, EffectiveComplexity, Sparseness
-from xaisearch.metrics.faithfulness import (
-    Deletion,
-    FaithfulnessCorrelation,
-    Insertion,
-    PixelFlipping,
-    RegionPerturbation,
-)
-from xaisearch.metrics.localisation import (
-    AreaUnderCurve,
-    AttributionLocalisation,
-    PointingGame,
-    RelevanceMassAccuracy,
-    RelevanceRankAccuracy,
-    TopKIntersection,
-)
-from xaisearch.metrics.randomisation import MPRT, EfficientMPRT, RandomLogit
-from xaisearch.metrics.robustness import AvgSensitivity, LocalLipschitz, MaxSensitivity
+# Importing the category modules registers their metrics in ``METRICS`` (``@METRICS.register()``).
+from xaisearch.metrics import axiomatic, complexity, faithfulness, localisation, randomisation, robustness
+from xaisearch.metrics.base import METRICS, Metric, MetricContext, make_explainer
 
-METRICS: dict[str, type[Metric]] = {
-    cls.name: cls for cls in (PixelFlipping, RelevanceMassAccuracy, RelevanceRankAccuracy, Sparseness)
-}
-METRICS.update(
-    {
-        cls.name: cls
-        for cls in (
-            RegionPerturbation,
-            FaithfulnessCorrelation,
-            Deletion,
-            Insertion,
-            Complexity,
-            EffectiveComplexity,
-            Completeness,
-        )
-    }
-)
-METRICS.update(
-    {
-        cls.name: cls
-        for cls in (
-            PointingGame,
-            AttributionLocalisation,
-            TopKIntersection,
-            AreaUnderCurve,
-            AvgSensitivity,
-            MaxSensitivity,
-            LocalLipschitz,
-            RandomLogit,
-            MPRT,
-            EfficientMPRT,
-        )
-    }
-)
+CATEGORY_MODULES = (axiomatic, complexity, faithfulness, localisation, randomisation, robustness)
 
 
 def available() -> list[str]:
     """Names accepted by ``make_metric``, ``evaluate`` and the study file's ``metrics``."""
-    return sorted(METRICS)
+    return METRICS.available()
 
 
 def make_metric(name: str, **params: Any) -> Metric:
     """The metric ``name`` with ``params``; unknown names or parameters raise ``ValueError``."""
     if name not in METRICS:
         raise ValueError(f"unknown metric {name!r}; available: {available()}")
-    cls = METRICS[name]
+    cls = METRICS.get(name)
     try:
         return cls(**params)
     except TypeError as error:

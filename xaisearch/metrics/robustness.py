@@ -15,7 +15,7 @@ from typing import Literal
 
 import torch
 
-from xaisearch.metrics.base import Metric, MetricContext, generator
+from xaisearch.metrics.base import METRICS, Metric, MetricContext, generator
 from xaisearch.metrics.execution import explain_in_chunks
 from xaisearch.metrics.pooling import Normalisation, Pooling, normalise_per_sample, pool_channels
 
@@ -47,6 +47,20 @@ def noisy_explanations(ctx: MetricContext, kind: str, samples: int, scale: float
     return ctx.scratch[key]
 
 
+def explanation_changes(
+    a: torch.Tensor, noisy: torch.Tensor, pooling: Pooling, normalise: Normalisation
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(clean map B×N, change S×B): ‖â − â′_j‖₂ over pixels between the clean map and each noisy one.
+
+    Maps are pooled with ``pooling`` and normalised per sample with ``normalise``, in float64;
+    ``noisy`` is S×B×… (``noisy_explanations``).
+    """
+    clean = normalise_per_sample(pool_channels(a, pooling).flatten(1).double(), normalise)
+    perturbed = pool_channels(noisy.flatten(0, 1), pooling).flatten(1).double()
+    perturbed = normalise_per_sample(perturbed, normalise).view(len(noisy), *clean.shape)
+    return clean, (perturbed - clean.unsqueeze(0)).norm(dim=2)
+
+
 @dataclass(frozen=True)
 class _Sensitivity(Metric):
     category = "robustness"
@@ -70,10 +84,8 @@ class _Sensitivity(Metric):
         if self.samples < 1 or self.radius <= 0:
             raise ValueError(f"{self.name}: samples must be >= 1 and radius > 0, got {self.samples}, {self.radius}")
         noisy = noisy_explanations(ctx, "uniform", self.samples, self.radius, self.seed)
-        clean = normalise_per_sample(pool_channels(ctx.a, self.pooling).flatten(1).double(), self.normalise)
-        perturbed = pool_channels(noisy.flatten(0, 1), self.pooling).flatten(1).double()
-        perturbed = normalise_per_sample(perturbed, self.normalise).view(self.samples, *clean.shape)
-        change = (perturbed - clean.unsqueeze(0)).norm(dim=2).T
+        clean, change = explanation_changes(ctx.a, noisy, self.pooling, self.normalise)
+        change = change.T
         if self.denominator == "input":
             scale = ctx.x.flatten(1).double().norm(dim=1)
         elif self.denominator == "explanation":
@@ -83,6 +95,7 @@ class _Sensitivity(Metric):
         return (change / scale.unsqueeze(1)).masked_fill(scale.unsqueeze(1) == 0, float("nan"))
 
 
+@METRICS.register()
 @dataclass(frozen=True)
 class AvgSensitivity(_Sensitivity):
     """Mean over noisy copies x′ = x + U(−r, r) of ‖a(x) − a(x′)‖_F / ‖x‖_F (Yeh et al. 2019).
@@ -99,6 +112,7 @@ class AvgSensitivity(_Sensitivity):
         return self.sensitivities(ctx).mean(1).to(ctx.x.dtype)
 
 
+@METRICS.register()
 @dataclass(frozen=True)
 class MaxSensitivity(_Sensitivity):
     """Maximum over noisy copies of ‖a(x) − a(x′)‖_F / ‖x‖_F (Yeh et al. 2019).
@@ -113,6 +127,7 @@ class MaxSensitivity(_Sensitivity):
         return self.sensitivities(ctx).amax(1).to(ctx.x.dtype)
 
 
+@METRICS.register()
 @dataclass(frozen=True)
 class LocalLipschitz(Metric):
     """max_j ‖a(x) − a(x′_j)‖₂ / ‖x − x′_j‖₂ over x′_j = x + N(0, σ²) (Alvarez-Melis & Jaakkola 2018).
@@ -143,9 +158,6 @@ class LocalLipschitz(Metric):
             raise ValueError(f"local_lipschitz: samples must be >= 1 and std > 0, got {self.samples}, {self.std}")
         noisy_x = noisy_inputs(ctx, "gaussian", self.samples, self.std, self.seed).view(self.samples, *ctx.x.shape)
         noisy = noisy_explanations(ctx, "gaussian", self.samples, self.std, self.seed)
-        clean = normalise_per_sample(pool_channels(ctx.a, self.pooling).flatten(1).double(), self.normalise)
-        perturbed = pool_channels(noisy.flatten(0, 1), self.pooling).flatten(1).double()
-        perturbed = normalise_per_sample(perturbed, self.normalise).view(self.samples, *clean.shape)
-        change = (perturbed - clean.unsqueeze(0)).norm(dim=2)
+        _, change = explanation_changes(ctx.a, noisy, self.pooling, self.normalise)
         distance = (noisy_x - ctx.x.unsqueeze(0)).flatten(2).double().norm(dim=2)
         return (change / distance).amax(0).to(ctx.x.dtype)

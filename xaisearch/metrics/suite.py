@@ -51,8 +51,8 @@ class MetricSuite:
         if len(set(names)) != len(names):
             raise ValueError(f"a suite holds each metric once, got {names}")
         self.entries = list(entries)
-        self._caches: dict[int, dict] = {}
-        self._model_cache: dict = {}
+        self._caches: dict[int, dict[Any, Any]] = {}
+        self._model_cache: dict[Any, Any] = {}
 
     @property
     def names(self) -> list[str]:
@@ -166,7 +166,7 @@ def suite_entries(name: str, image_size: int = 224, memory_budget: int | None = 
         raise ValueError(f"suite {name!r} needs metrics that are not registered: {missing}")
     entries = []
     for metric, params in specs:
-        if memory_budget is not None and "memory_budget" in {f.name for f in fields(METRICS[metric])}:
+        if memory_budget is not None and "memory_budget" in {f.name for f in fields(METRICS.get(metric))}:
             params = {**params, "memory_budget": memory_budget}
         entries.append(WeightedMetric(make_metric(metric, **params)))
     return entries
