@@ -72,8 +72,8 @@ class ModelExplainer:
 def make_explainer(explainer: Any, model: nn.Module | None) -> Explainer | None:
     """An explainer from a composite config (path, dict, ``ExplainerConfig``) or a callable.
 
-    A config is turned into a zennit composite (``explain.methods.build_composite``, what
-    ``xaisearch.composite_from_config`` returns) for each model it explains,
+    A config is turned into a zennit composite with ``xaisearch.composite_from_config`` for each
+    model it explains,
     and applied with ``explain.methods.attribute``.
     """
     from xaisearch.explain.config import ExplainerConfig
@@ -85,12 +85,13 @@ def make_explainer(explainer: Any, model: nn.Module | None) -> Explainer | None:
     if model is None:
         raise ValueError("an explainer given as a composite config needs the model")
     from xaisearch.explain.config import load_config
-    from xaisearch.explain.methods import attribute, build_composite
+    from xaisearch.explain.from_config import composite_from_config
+    from xaisearch.explain.methods import attribute
 
     config, _ = load_config(explainer)  # read and validated once
 
     def method(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return attribute(net, build_composite(config, net), x, y)
+        return attribute(net, composite_from_config(config, net), x, y)
 
     return ModelExplainer(model, method)
 

@@ -8,7 +8,6 @@ Optuna rejects artifacts on finished trials.
 
 from __future__ import annotations
 
-import functools
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -66,7 +65,11 @@ class PrefixedArtifactStore:
 
 def heatmap_uploader(store: ArtifactStore) -> Callable[[optuna.trial.Trial, torch.Tensor, torch.Tensor], list[str]]:
     """What an ``Objective`` calls with (trial, images, attributions) to upload the trial's heatmaps."""
-    return functools.partial(_upload_heatmaps, store=store)
+
+    def upload(trial: optuna.trial.Trial, images: torch.Tensor, attributions: torch.Tensor) -> list[str]:
+        return upload_heatmaps(trial, store, images, attributions)
+
+    return upload
 
 
 def upload_heatmaps(
@@ -84,9 +87,3 @@ def upload_heatmaps(
             path.write_bytes(png_bytes(heatmap_rgb(attribution, cmap), scale=4))
             ids.append(upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial))
     return ids
-
-
-def _upload_heatmaps(
-    trial: optuna.trial.Trial, images: torch.Tensor, attributions: torch.Tensor, store: ArtifactStore
-) -> list[str]:
-    return upload_heatmaps(trial, store, images, attributions)
