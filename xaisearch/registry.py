@@ -2,13 +2,17 @@
 
 In the manner of torchvision's ``register_model``: a decorator adds an entry under a name, a
 duplicate name is an error (two plugins must not silently shadow each other), ``available()``
-lists the names and ``get(name)`` fails with the known names in its message. The registry holds
-names and factories only, so listing names (what a study file's validation needs) imports no
-torch when the entries are registered by lazy factories.
+lists the names and ``get(name)`` fails with the known names in its message.
+
+A study file's validation needs the names only, and must not pay for torch (seconds) to report a
+typo. So an entry may be *declared*: ``declare(name, module)`` records that importing ``module``
+registers ``name``; ``available()`` lists it at once and the first ``get(name)`` imports the
+module, whose ``@register`` fills the entry in. Entries may also be lazy factories themselves.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -28,6 +32,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
+        self._declared: dict[str, str] = {}  # name -> the module whose import registers it
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
         """Decorator: ``@CANONIZERS.register("vgg")``; without a name, the entry's ``name`` or ``__name__``."""
@@ -42,23 +47,40 @@ class Registry(Generic[T]):
         return add
 
     def add(self, name: str, entry: T) -> None:
-        if name in self._entries:
+        declared = self._declared.get(name)
+        if name in self._entries or (declared is not None and getattr(entry, "__module__", declared) != declared):
             raise ValueError(f"{self.kind} {name!r} is registered twice; choose another name")
         self._entries[name] = entry
 
+    def declare(self, name: str, module: str) -> None:
+        """Promise that importing ``module`` registers ``name`` (listed now, imported on first ``get``)."""
+        if name in self._declared or name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} is registered twice; choose another name")
+        self._declared[name] = module
+
+    def declared_module(self, name: str) -> str | None:
+        """The module that registers a declared ``name``; ``None`` for entries registered directly."""
+        return self._declared.get(name)
+
     def get(self, name: str) -> T:
+        if name not in self._entries and name in self._declared:
+            importlib.import_module(self._declared[name])
+            if name not in self._entries:
+                raise RuntimeError(f"{self._declared[name]} did not register the {self.kind} {name!r} it declares")
         if name not in self._entries:
             raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {self.available()}")
         return self._entries[name]
 
     def available(self) -> list[str]:
-        return sorted(self._entries)
+        """Every name, declared or registered; imports nothing."""
+        return sorted(set(self._entries) | set(self._declared))
 
     def items(self) -> Iterator[tuple[str, T]]:
-        return iter(sorted(self._entries.items()))
+        """Every entry, importing the modules of declared ones."""
+        return iter([(name, self.get(name)) for name in self.available()])
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._entries or name in self._declared
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.available())

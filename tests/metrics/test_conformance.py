@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from xaisearch.metrics import available, make_metric
-from xaisearch.metrics.base import METRICS, Metric, MetricContext
+from xaisearch.metrics.base import Metric, MetricContext
+from xaisearch.metrics.catalog import METRICS
 from xaisearch.metrics.complexity import Sparseness
 from xaisearch.testing import metrics as conformance
 from xaisearch.testing.metrics import MetricBatch, small_batch

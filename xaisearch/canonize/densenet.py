@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, cast, get_args
+from typing import cast
 
 import torch
 from torch import nn
@@ -36,12 +36,12 @@ from torchvision.models.densenet import DenseNet, _DenseBlock, _DenseLayer, _Tra
 
 from xaisearch.canonize._merge_right import FoldSliceRight, scale_shift, threshold_relu
 from xaisearch.canonize.base import CanonizationPlan, Canonizer, ReplaceForward, StepSequence, SwapChild, child_module
+from xaisearch.canonize.catalog import DENSENET_VARIANTS, DenseNetVariant
 from xaisearch.canonize.fold_left import add_left_fold, layer_weight, scaled_layer
 from xaisearch.canonize.fold_right import BIAS_MAP_TYPES, needs_bias_map, right_fold_layer_problem
 from xaisearch.canonize.plan import BatchNorm, IdentityBatchNorm, batchnorm_names, report_unfolded
 
-DenseNetVariant = Literal["head_only", "thresh_seq", "seq_thresh", "untangled"]
-VARIANTS: tuple[DenseNetVariant, ...] = get_args(DenseNetVariant)
+VARIANTS: tuple[DenseNetVariant, ...] = DENSENET_VARIANTS  # named in the torch-free catalog
 HEAD_RELU, HEAD_POOL = "head_relu", "head_pool"
 NO_STATISTICS = "no running statistics (track_running_stats=False): its eval output depends on the batch"
 

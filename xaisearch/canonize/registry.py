@@ -1,37 +1,13 @@
-"""Choose a canonizer for a model by name (study files, configs) or by its type."""
+"""Choose a canonizer for a model by name (study files, configs; see ``catalog``) or by its type."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-
 from torch import nn
 
-from xaisearch.canonize.auto import AutoCanonizer
-from xaisearch.canonize.base import Canonizer, NoCanonizer
-from xaisearch.canonize.densenet import VARIANTS as DENSENET_VARIANTS
-from xaisearch.canonize.densenet import DenseNetCanonizer
-from xaisearch.canonize.efficientnet import EfficientNetCanonizer
-from xaisearch.canonize.relation_network import RelationNetworkCanonizer
-from xaisearch.canonize.residual import ResNetCanonizer
-from xaisearch.canonize.vgg import SequentialFoldCanonizer
+from xaisearch.canonize.base import Canonizer
+from xaisearch.canonize.catalog import CANONIZERS, available
 
-CANONIZERS: dict[str, Callable[[], Canonizer]] = {
-    "none": NoCanonizer,
-    "vgg": SequentialFoldCanonizer,
-    "resnet": ResNetCanonizer,
-    "resnet.structural": functools.partial(ResNetCanonizer, fold=False),
-    "efficientnet": EfficientNetCanonizer,
-    "efficientnet.structural": functools.partial(EfficientNetCanonizer, fold=False),
-    "auto": AutoCanonizer,
-    **{f"densenet.{variant}": functools.partial(DenseNetCanonizer, variant) for variant in DENSENET_VARIANTS},
-    "relation_network": RelationNetworkCanonizer,
-}
-
-
-def available() -> list[str]:
-    """Names accepted by ``get_canonizer`` and by the study file's ``canonizer`` field."""
-    return sorted(CANONIZERS)
+__all__ = ["CANONIZERS", "available", "canonizer_name_for", "get_canonizer"]
 
 
 def canonizer_name_for(model: nn.Module) -> str:
@@ -68,4 +44,4 @@ def get_canonizer(name: str | None, model: nn.Module | None = None) -> Canonizer
         name = canonizer_name_for(model)
     if name not in CANONIZERS:
         raise ValueError(f"unknown canonizer {name!r}; known: {available()}")
-    return CANONIZERS[name]()
+    return CANONIZERS.get(name)()

@@ -207,5 +207,3 @@ def entry_point() -> None:
 
     keep_freed_memory_unless_disabled()  # before any tensor: CPU passes reuse freed activations
     sys.exit(main())
-
-

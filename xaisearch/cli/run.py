@@ -171,7 +171,9 @@ def comparison_table(study: optuna.Study, metric_names: list[str]) -> tuple[list
     return header, rows, ranked[0][0] if ranked else None
 
 
-def heatmap_gallery(bench: Workbench, study: optuna.Study, best_seed: str | None, n_images: int = 6):
+def heatmap_gallery(
+    bench: Workbench, study: optuna.Study, best_seed: str | None, n_images: int = 6
+) -> list[tuple[str, list[str]]]:
     from xaisearch.report.heatmaps import heatmap_rgb, image_rgb, png_data_uri
 
     batch = bench.batches[0]

@@ -18,7 +18,7 @@ import re
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import torch
@@ -222,3 +222,10 @@ class ImageNetBoxes(Dataset[Sample]):
         mask = box_mask(boxes, (picture.height, picture.width), annotated)
         x, region = prepare(picture, mask, self.geometry)
         return x, torch.tensor(label, dtype=torch.int64), region
+
+
+def open_imagenet(
+    root: Path, split: str, classes: Sequence[str] | None, masks: str, geometry: Geometry
+) -> ImageNetBoxes:
+    """The study file's ``data: {name: imagenet}`` (the opener named in ``data.catalog``); its masks are its boxes."""
+    return ImageNetBoxes(root, split=cast(Split, split), wnids=classes, geometry=geometry)

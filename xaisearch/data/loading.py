@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Protocol, cast
+from typing import Protocol
 
 import torch
 
+from xaisearch.data.catalog import DATASETS
 from xaisearch.data.preprocess import Geometry, Preprocessing, Sample
 
 log = logging.getLogger("xaisearch.data")
@@ -41,18 +42,15 @@ def open_dataset(
     masks: str = "segmentation",
     preprocessing: Preprocessing = "resize",
 ) -> SampleDataset:
-    """The dataset ``name`` (``voc`` or ``imagenet``) under ``root``, as ``(x, y, mask)`` samples."""
+    """The dataset ``name`` (a real one of ``data.catalog.DATASETS``) under ``root``, as ``(x, y, mask)`` samples."""
+    entry = DATASETS.get(name)
+    if not entry.real:
+        raise ValueError(f"dataset {name!r} is generated, not read from disk")
     geometry = Geometry(size=image_size, mode=preprocessing)
-    if name == "voc":
-        from xaisearch.data.voc import MaskSource, VOCClassMasks
-
-        source = cast(MaskSource, masks)  # the study file's Literal has checked it
-        return VOCClassMasks(expand_root(root), split=split, geometry=geometry, masks=source, classes=classes)
-    if name == "imagenet":
-        from xaisearch.data.imagenet import ImageNetBoxes, Split
-
-        return ImageNetBoxes(expand_root(root), split=cast(Split, split), wnids=classes, geometry=geometry)
-    raise ValueError(f"unknown dataset {name!r}; use 'voc' or 'imagenet'")
+    dataset: SampleDataset = entry.open(
+        root=expand_root(root), split=split, classes=classes, masks=masks, geometry=geometry
+    )
+    return dataset
 
 
 def seeded_sample(dataset: SampleDataset, n: int, seed: int) -> Sample:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import torch
@@ -191,3 +191,8 @@ def _read_boxes(path: Path, include_difficult: bool) -> dict[int, list[Box]]:
         xmin, ymin, xmax, ymax = (round(float(text or "")) for text in corners)
         boxes.setdefault(VOC_CLASSES.index(name), []).append((max(ymin - 1, 0), max(xmin - 1, 0), ymax, xmax))
     return boxes
+
+
+def open_voc(root: Path, split: str, classes: Sequence[str] | None, masks: str, geometry: Geometry) -> VOCClassMasks:
+    """The study file's ``data: {name: voc}`` (the opener named in ``data.catalog``)."""
+    return VOCClassMasks(root, split=split, geometry=geometry, masks=cast(MaskSource, masks), classes=classes)

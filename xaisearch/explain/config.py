@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from xaisearch.explain.rules import normalise_rule
+from xaisearch.files import write_text
 from xaisearch.models.ref import ModelRef
 
 CONFIG_FORMAT: Literal["xaisearch.composite/1"] = "xaisearch.composite/1"
@@ -25,9 +26,12 @@ class _RuleFields(BaseModel):
     """``rule`` and ``params``, validated and completed with defaults (see ``explain.rules``)."""
 
     model_config = ConfigDict(extra="forbid")
+    if TYPE_CHECKING:  # declared by each subclass, in its own field order (the JSON keeps it)
+        rule: str
+        params: dict[str, Any]
 
     @model_validator(mode="after")
-    def _valid_rule(self):
+    def _valid_rule(self) -> _RuleFields:
         self.params = normalise_rule(self.rule, self.params)
         return self
 
@@ -90,12 +94,7 @@ class ExplainerConfig(BaseModel):
 
     def save(self, path: str | Path) -> Path:
         """Write atomically: a crash never leaves a half-written config."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(self.to_json() + "\n")
-        temporary.replace(path)
-        return path
+        return write_text(path, self.to_json() + "\n")
 
     @classmethod
     def from_json(cls, text: str) -> ExplainerConfig:

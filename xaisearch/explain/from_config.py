@@ -9,11 +9,12 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from zennit.core import Composite
 
 from xaisearch.explain.config import ExplainerConfig, load_config
 
 
-def composite_from_config(config: str | Path | dict | ExplainerConfig, model: nn.Module):
+def composite_from_config(config: str | Path | dict | ExplainerConfig, model: nn.Module) -> Composite:
     """A zennit composite (canonizer attached) that reproduces the config's attributions.
 
     >>> composite = composite_from_config("runs/demo/best_composite.json", model)

@@ -8,7 +8,8 @@ config means the same layers on every machine.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,8 +26,8 @@ def execution_order(model: nn.Module, input_shape: Sequence[int]) -> list[str]:
     seen: set[str] = set()
     handles = []
 
-    def recorder(name: str):
-        def hook(module, args, output):
+    def recorder(name: str) -> Callable[[nn.Module, Any, Any], None]:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
             if name not in seen:
                 seen.add(name)
                 order.append(name)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
+from zennit.core import Composite
 
 from xaisearch.canonize.registry import get_canonizer
 from xaisearch.explain.config import ExplainerConfig
@@ -12,7 +15,7 @@ from xaisearch.explain.rules import make_rule
 from xaisearch.integrity import preserved_state
 
 
-def build_composite(config: ExplainerConfig, model: nn.Module):
+def build_composite(config: ExplainerConfig, model: nn.Module) -> Composite:
     """The zennit composite ``config`` describes, its canonizer attached.
 
     Named layers get their group's rule; activations and (folded) BatchNorms pass relevance
@@ -39,7 +42,7 @@ def build_composite(config: ExplainerConfig, model: nn.Module):
     templates = {layer: make_rule(spec.rule, spec.params) for layer, spec in rule_specs.items()}
     passthrough, proportional = Pass(), Norm()
 
-    def module_map(ctx: dict, name: str, module: nn.Module):
+    def module_map(ctx: dict, name: str, module: nn.Module) -> Any:
         if name in templates:
             return templates[name]
         if isinstance(module, (Activation, BatchNorm)):
@@ -57,7 +60,7 @@ def one_hot_target(target: torch.Tensor, num_classes: int, dtype: torch.dtype) -
 
 
 def attribute(
-    model: nn.Module, composite, x: torch.Tensor, target: torch.Tensor, batch_size: int | None = None
+    model: nn.Module, composite: Composite | None, x: torch.Tensor, target: torch.Tensor, batch_size: int | None = None
 ) -> torch.Tensor:
     """Attributions of ``x`` for ``target`` with ``composite`` (B×C×H×W, on ``x``'s device).
 

@@ -1,15 +1,18 @@
-"""LRP rules by name, with their parameters as data.
+"""LRP rules by name: the one table of rules, their parameters, bounds and search ranges.
 
 zennit keeps rule hyperparameters in closures; here a rule is ``(name, params)`` first, so it can
 be validated, searched over, written to JSON and compared, and the zennit object is built from
-it on demand. Defaults follow zennit 0.5.1 (stabilisers 1e-6).
+it on demand. ``RULES`` is the only place a rule is described: the study file's validation
+(``spec``), the composite builder (``make_rule``) and the search space (``search.space``) all read
+it. This module imports torch and zennit only inside ``make_rule``, so a study file is
+validated without them. Defaults follow zennit 0.5.1 (stabilisers 1e-6).
 
 | name | zennit rule | parameters |
 |---|---|---|
-| ``epsilon`` | ``Epsilon`` | ``epsilon`` > 0 |
-| ``gamma`` | ``Gamma`` | ``gamma`` ≥ 0 (0 is LRP-0 with a stabiliser) |
+| ``epsilon`` | ``Epsilon`` | ``epsilon`` > 0 (searched) |
+| ``gamma`` | ``Gamma`` | ``gamma`` ≥ 0 (searched; 0 is LRP-0 with a stabiliser) |
 | ``zplus`` | ``ZPlus`` | – |
-| ``alpha_beta`` | ``AlphaBeta`` | ``alpha`` ≥ 1; ``beta = alpha − 1`` (conservation) |
+| ``alpha_beta`` | ``AlphaBeta`` | ``alpha`` ≥ 1 (searched); ``beta = alpha − 1`` (conservation) |
 | ``flat`` | ``Flat`` | – |
 | ``zbox`` | ``ZBox`` | ``low`` < ``high``: input bounds, scalars or one value per channel |
 | ``pass`` | ``Pass`` | – (relevance passes unchanged: only for shape-preserving layers) |
@@ -21,21 +24,10 @@ Every rule also takes ``stabilizer`` (default 1e-6) except ``pass`` and ``epsilo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-import torch
-
-RULE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "epsilon": {"epsilon": 1e-6},
-    "gamma": {"gamma": 0.25},
-    "zplus": {},
-    "alpha_beta": {"alpha": 2.0},
-    "flat": {},
-    "zbox": {"low": 0.0, "high": 1.0},
-    "pass": {},
-}
-NUMERIC_PARAMS: dict[str, tuple[str, ...]] = {rule: tuple(params) for rule, params in RULE_DEFAULTS.items()}
 DEFAULT_STABILIZER = 1e-6
 _ALPHA_GRID = 2**20
 
@@ -44,75 +36,168 @@ class RuleError(ValueError):
     """A rule name or parameter that zennit cannot use; the message names it and the fix."""
 
 
+@dataclass(frozen=True)
+class SearchRange:
+    """The range a study searches a parameter over unless its file says otherwise."""
+
+    low: float
+    high: float
+    log: bool = True
+
+
+@dataclass(frozen=True)
+class RuleParam:
+    """One numeric parameter: its default, its smallest legal value, and whether it is searched."""
+
+    name: str
+    default: float
+    minimum: float
+    minimum_allowed: bool = True  # False: the minimum itself is illegal (epsilon > 0)
+    search: SearchRange | None = None  # None: fixed, never an Optuna parameter
+    why: str = ""  # said when the minimum is broken
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is illegal, or ``None``."""
+        # ">= 0" admits the bound; "a number > 0" (a stabiliser) does not
+        bound = f">= {self.minimum:g}" if self.minimum_allowed else f"a number > {self.minimum:g}"
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not numeric or value < self.minimum or (value == self.minimum and not self.minimum_allowed):
+            return f"{self.name} must be {bound}, got {value!r}{self.why}"
+        return None
+
+
+@dataclass(frozen=True)
+class RuleDefinition:
+    """A rule: its name, zennit class, numeric parameters and where it may be used."""
+
+    name: str
+    zennit_class: str
+    params: tuple[RuleParam, ...] = ()
+    stabilizer: bool = True  # takes zennit's ``stabilizer``
+    bounds: bool = False  # takes ``low``/``high`` input bounds (z^B)
+    any_layer: bool = True  # False: only shape-preserving layers (never the first layer)
+    complete: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # rule-specific completion
+
+    def allowed(self) -> set[str]:
+        names = {p.name for p in self.params} | ({"stabilizer"} if self.stabilizer else set())
+        names |= {"low", "high"} if self.bounds else set()
+        return names | ({"beta"} if self.name == "alpha_beta" else set())
+
+    def searched(self) -> tuple[RuleParam, ...]:
+        return tuple(p for p in self.params if p.search is not None)
+
+
+def _alpha_beta(params: dict[str, Any]) -> dict[str, Any]:
+    alpha = float(params["alpha"])
+    beta = float(params.get("beta", alpha - 1.0))
+    if abs(alpha - beta - 1.0) > 1e-9:
+        raise RuleError(f"rule 'alpha_beta' needs beta = alpha - 1, got alpha={alpha}, beta={beta}")
+    # zennit demands alpha - beta == 1 exactly: a multiple of 2**-20 makes alpha - 1 exact
+    alpha = round(alpha * _ALPHA_GRID) / _ALPHA_GRID
+    return {**params, "alpha": alpha, "beta": alpha - 1.0}
+
+
+def _ordered_bounds(params: dict[str, Any]) -> dict[str, Any]:
+    low, high = params["low"], params["high"]
+    lows, highs = (list(v) if isinstance(v, (list, tuple)) else [v] for v in (low, high))
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in lows + highs)
+    if not numeric or len(lows) != len(highs) or not all(lo < hi for lo, hi in zip(lows, highs, strict=True)):
+        raise RuleError(f"rule 'zbox' needs low < high (per channel), got low={low}, high={high}")
+    return params
+
+
+RULES: dict[str, RuleDefinition] = {
+    rule.name: rule
+    for rule in (
+        RuleDefinition(
+            "epsilon",
+            "Epsilon",
+            (RuleParam("epsilon", 1e-6, 0.0, minimum_allowed=False, search=SearchRange(1e-6, 1.0)),),
+            stabilizer=False,
+        ),
+        RuleDefinition("gamma", "Gamma", (RuleParam("gamma", 0.25, 0.0, search=SearchRange(1e-3, 10.0)),)),
+        RuleDefinition("zplus", "ZPlus"),
+        RuleDefinition(
+            "alpha_beta",
+            "AlphaBeta",
+            (
+                RuleParam(
+                    "alpha",
+                    2.0,
+                    1.0,
+                    search=SearchRange(1.0, 3.0, log=False),
+                    why=" (alpha >= 1 keeps beta = alpha - 1 >= 0)",
+                ),
+            ),
+            complete=_alpha_beta,
+        ),
+        RuleDefinition("flat", "Flat"),
+        RuleDefinition("zbox", "ZBox", bounds=True, complete=_ordered_bounds),
+        RuleDefinition("pass", "Pass", stabilizer=False, any_layer=False),
+    )
+}
+_STABILIZER = RuleParam("stabilizer", DEFAULT_STABILIZER, 0.0, minimum_allowed=False)
+_DEFAULT_BOUNDS = {"low": 0.0, "high": 1.0}
+
+
 def rule_names() -> list[str]:
-    return list(RULE_DEFAULTS)
+    return list(RULES)
+
+
+def first_layer_rules() -> list[str]:
+    """Rules the first layer may take (it changes the shape, so not ``pass``)."""
+    return [name for name, rule in RULES.items() if rule.any_layer]
+
+
+def searched_params() -> dict[str, RuleParam]:
+    """Every searchable parameter by name (names are unique across rules)."""
+    return {p.name: p for rule in RULES.values() for p in rule.searched()}
+
+
+def unknown_rule(name: str) -> str:
+    return f"unknown rule {name!r}; choose one of {rule_names()}"
 
 
 def normalise_rule(rule: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Validated parameters of ``rule`` with defaults filled in; raises ``RuleError`` otherwise."""
-    if rule not in RULE_DEFAULTS:
-        raise RuleError(f"unknown rule {rule!r}; choose one of {rule_names()}")
+    if rule not in RULES:
+        raise RuleError(unknown_rule(rule))
+    definition = RULES[rule]
     given = dict(params or {})
-    allowed = set(RULE_DEFAULTS[rule]) | ({"stabilizer"} if rule not in ("pass", "epsilon") else set())
-    if rule == "alpha_beta":
-        allowed.add("beta")
-    unknown = sorted(set(given) - allowed)
+    unknown = sorted(set(given) - definition.allowed())
     if unknown:
-        raise RuleError(f"rule {rule!r} has no parameter {unknown[0]!r}; its parameters are {sorted(allowed)}")
-    merged = {**RULE_DEFAULTS[rule], **given}
-    if rule not in ("pass", "epsilon"):
+        raise RuleError(
+            f"rule {rule!r} has no parameter {unknown[0]!r}; its parameters are {sorted(definition.allowed())}"
+        )
+    merged = {p.name: p.default for p in definition.params} | (_DEFAULT_BOUNDS if definition.bounds else {}) | given
+    checked = definition.params + ((_STABILIZER,) if definition.stabilizer else ())
+    if definition.stabilizer:
         merged.setdefault("stabilizer", DEFAULT_STABILIZER)
-        _positive(rule, "stabilizer", merged["stabilizer"])
-    if rule == "epsilon":
-        _positive(rule, "epsilon", merged["epsilon"])
-    elif rule == "gamma":
-        if float(merged["gamma"]) < 0:
-            raise RuleError(f"rule 'gamma': gamma must be >= 0, got {merged['gamma']}")
-    elif rule == "alpha_beta":
-        alpha = float(merged["alpha"])
-        beta = float(merged.get("beta", alpha - 1.0))
-        if alpha < 1 or abs(alpha - beta - 1.0) > 1e-9:
-            raise RuleError(f"rule 'alpha_beta' needs alpha >= 1 and beta = alpha - 1, got alpha={alpha}, beta={beta}")
-        # zennit demands alpha - beta == 1 exactly: a multiple of 2**-20 makes alpha - 1 exact
-        alpha = round(alpha * _ALPHA_GRID) / _ALPHA_GRID
-        merged["alpha"], merged["beta"] = alpha, alpha - 1.0
-    elif rule == "zbox":
-        low = torch.as_tensor(merged["low"], dtype=torch.float64)
-        high = torch.as_tensor(merged["high"], dtype=torch.float64)
-        if low.shape != high.shape or not bool((low < high).all()):
-            raise RuleError(
-                f"rule 'zbox' needs low < high (per channel), got low={merged['low']}, high={merged['high']}"
-            )
-    return merged
+    for param in checked:
+        problem = param.problem(merged[param.name])
+        if problem is not None:
+            raise RuleError(f"rule {rule!r}: {problem}")
+    return definition.complete(merged) if definition.complete is not None else merged
 
 
-def _positive(rule: str, key: str, value: Any) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-        raise RuleError(f"rule {rule!r}: {key} must be a number > 0, got {value!r}")
-
-
-def _bound(value: Any) -> float | torch.Tensor:
+def _bound(value: Any) -> Any:
     """A scalar stays a float; a per-channel list becomes a (1, C, 1, 1) tensor for ZBox."""
     if isinstance(value, (list, tuple)):
+        import torch
+
         return torch.tensor(value, dtype=torch.float32).view(1, -1, 1, 1)
     return float(value)
 
 
-def make_rule(rule: str, params: Mapping[str, Any] | None = None):
+def make_rule(rule: str, params: Mapping[str, Any] | None = None) -> Any:
     """The zennit hook template for ``(rule, params)``; zennit copies it for each module."""
     from zennit import rules as zrules
 
     p = normalise_rule(rule, params)
-    if rule == "epsilon":
-        return zrules.Epsilon(epsilon=float(p["epsilon"]))
-    if rule == "gamma":
-        return zrules.Gamma(gamma=float(p["gamma"]), stabilizer=float(p["stabilizer"]))
-    if rule == "zplus":
-        return zrules.ZPlus(stabilizer=float(p["stabilizer"]))
+    definition = RULES[rule]
+    kwargs: dict[str, Any] = {name: float(value) for name, value in p.items() if name not in ("low", "high")}
+    if definition.bounds:
+        kwargs |= {"low": _bound(p["low"]), "high": _bound(p["high"])}
     if rule == "alpha_beta":
-        return zrules.AlphaBeta(alpha=p["alpha"], beta=p["beta"], stabilizer=float(p["stabilizer"]))
-    if rule == "flat":
-        return zrules.Flat(stabilizer=float(p["stabilizer"]))
-    if rule == "zbox":
-        return zrules.ZBox(low=_bound(p["low"]), high=_bound(p["high"]), stabilizer=float(p["stabilizer"]))
-    return zrules.Pass()
+        kwargs |= {"alpha": p["alpha"], "beta": p["beta"]}
+    return getattr(zrules, definition.zennit_class)(**kwargs)

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from xaisearch.metrics.base import METRICS, Metric, MetricContext, generator
+from xaisearch.metrics.base import Metric, MetricContext, generator
+from xaisearch.metrics.catalog import METRICS
 from xaisearch.metrics.faithfulness import BaselineField, clean_scores, hashable
 from xaisearch.metrics.perturbation import baseline_image, target_scores
 

@@ -24,18 +24,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, get_args, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
-from xaisearch.registry import Registry
-
-# The one definition of a score's direction and a metric's category (``spec.py`` imports these).
-Direction = Literal["higher", "lower"]
-Category = Literal["faithfulness", "localisation", "robustness", "complexity", "randomisation", "axiomatic"]
-DIRECTIONS: tuple[Direction, ...] = get_args(Direction)
-CATEGORIES: tuple[Category, ...] = get_args(Category)
+# Direction and Category are defined in the torch-free catalog (study files are validated against it)
+from xaisearch.metrics.catalog import Category, Direction
 
 
 class Explainer(Protocol):
@@ -184,9 +179,3 @@ class Metric:
             raise ValueError(
                 f"metric {self.name!r}: attribution shape {tuple(ctx.a.shape)} does not fit x {tuple(ctx.x.shape)}"
             )
-
-
-METRICS: Registry[type[Metric]] = Registry("metric")
-"""Every metric class by name; a category module registers its metrics with ``@METRICS.register()``
-(the class's ``name``). ``registry.py`` imports every category module, so importing
-``xaisearch.metrics`` registers them all."""

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from xaisearch.metrics.base import METRICS, Metric, MetricContext
+from xaisearch.metrics.base import Metric, MetricContext
+from xaisearch.metrics.catalog import METRICS
 from xaisearch.metrics.pooling import Pooling, pool_channels
 
 

@@ -16,7 +16,8 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from xaisearch.metrics.base import METRICS, Direction, Metric, MetricContext, generator
+from xaisearch.metrics.base import Metric, MetricContext, generator
+from xaisearch.metrics.catalog import METRICS, Direction
 from xaisearch.metrics.execution import DEFAULT_MEMORY_BUDGET, memory_budget_for
 from xaisearch.metrics.perturbation import (
     Features,

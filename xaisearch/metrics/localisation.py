@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from xaisearch.metrics.base import METRICS, Metric, MetricContext
+from xaisearch.metrics.base import Metric, MetricContext
+from xaisearch.metrics.catalog import METRICS
 from xaisearch.metrics.pooling import Pooling, mask_2d, pool_channels
 from xaisearch.metrics.ranking import average_ranks, expected_top_k_hits, pooled, sorted_relevance
 

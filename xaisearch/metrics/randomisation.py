@@ -17,7 +17,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from xaisearch.metrics.base import METRICS, Metric, MetricContext, ModelBoundExplainer, generator
+from xaisearch.metrics.base import Metric, MetricContext, ModelBoundExplainer, generator
+from xaisearch.metrics.catalog import METRICS
 from xaisearch.metrics.execution import explain_in_chunks
 from xaisearch.metrics.pooling import Normalisation, Pooling, normalise_per_sample, pool_channels
 from xaisearch.metrics.ranking import spearman

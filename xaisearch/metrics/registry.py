@@ -1,7 +1,8 @@
-"""Metric names → classes, read from the one registry ``base.METRICS``.
+"""Metric names → classes, read from the one registry ``catalog.METRICS``.
 
-Adding a metric is one module whose classes carry ``@METRICS.register()``; a new category module
-is also imported here (``CATEGORY_MODULES``) so that importing ``xaisearch.metrics`` registers it.
+Adding a metric is a class with ``@METRICS.register()`` in its category module, and its name
+declared in ``catalog.py`` (what study files are validated against without torch). Importing
+this module imports every category module, so every metric is registered.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from torch import nn
 
 # Importing the category modules registers their metrics in ``METRICS`` (``@METRICS.register()``).
 from xaisearch.metrics import axiomatic, complexity, faithfulness, localisation, randomisation, robustness
-from xaisearch.metrics.base import METRICS, Metric, MetricContext, make_explainer
+from xaisearch.metrics.base import Metric, MetricContext, make_explainer
+from xaisearch.metrics.catalog import METRICS
 
 CATEGORY_MODULES = (axiomatic, complexity, faithfulness, localisation, randomisation, robustness)
 

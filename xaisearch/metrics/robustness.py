@@ -15,7 +15,8 @@ from typing import Literal
 
 import torch
 
-from xaisearch.metrics.base import METRICS, Metric, MetricContext, generator
+from xaisearch.metrics.base import Metric, MetricContext, generator
+from xaisearch.metrics.catalog import METRICS
 from xaisearch.metrics.execution import explain_in_chunks
 from xaisearch.metrics.pooling import Normalisation, Pooling, normalise_per_sample, pool_channels
 

@@ -23,7 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from xaisearch.metrics.base import Direction, Explainer, Metric, MetricContext, make_explainer
+from xaisearch.metrics.base import Explainer, Metric, MetricContext, make_explainer
+from xaisearch.metrics.catalog import Direction
 from xaisearch.metrics.execution import explain_in_chunks
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import optuna
 
+from xaisearch.files import write_text
+
 
 def _figures(study: optuna.Study) -> list[tuple[str, str]]:
     """(title, html) of each plotly figure; a figure that cannot be drawn yet is explained instead."""
@@ -69,8 +71,4 @@ def write_report(
         for label, images in gallery:
             parts.append(f"<p><b>{html.escape(label)}</b><br>" + "".join(f"<img src='{u}'>" for u in images) + "</p>")
     parts.append("</body></html>")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text("\n".join(parts))
-    temporary.replace(path)
-    return path
+    return write_text(path, "\n".join(parts))

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from xaisearch.errors import InputError
+from xaisearch.files import atomic_path, write_text
 from xaisearch.models.ref import ModelRef
 from xaisearch.models.zoo import MINI_MODELS, build_architecture, build_model
 from xaisearch.spec import DataSpec, ModelSpec
@@ -71,11 +72,9 @@ def obtain_model(
             "the model) and give workers the same run directory, or name model.weights in the study file"
         )
     model, record = train_mini_model(model_spec, device, on_step)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    temporary = checkpoint.with_suffix(".tmp")
-    torch.save(model.state_dict(), temporary)
-    temporary.replace(checkpoint)
-    record_path.write_text(json.dumps({**record, "recipe": wanted}, indent=2) + "\n")
+    with atomic_path(checkpoint) as temporary:
+        torch.save(model.state_dict(), temporary)
+    write_text(record_path, json.dumps({**record, "recipe": wanted}, indent=2) + "\n")
     return model, ref, {**record, "trained": True}
 
 

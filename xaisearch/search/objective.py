@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -24,8 +24,10 @@ from xaisearch.search.trial_attributes import (
 )
 from xaisearch.search.workbench import Workbench
 
-HeatmapSink = Callable[[Any, torch.Tensor, torch.Tensor], object]
+if TYPE_CHECKING:
+    import optuna
 
+HeatmapSink = Callable[[Any, torch.Tensor, torch.Tensor], object]
 
 
 class Objective:
@@ -47,7 +49,7 @@ class Objective:
     def multi_objective(self) -> bool:
         return self.bench.spec.objective.type == "multi"
 
-    def __call__(self, trial) -> float | tuple[float, ...]:
+    def __call__(self, trial: optuna.trial.Trial) -> float | tuple[float, ...]:
         if self.worker:
             trial.set_user_attr(WORKER_ATTR, self.worker)
         config = self.bench.space.sample(trial)
@@ -72,7 +74,7 @@ class Objective:
         # a NaN objective makes Optuna fail the trial (e.g. an exploding rule): never a fake score
         return self.bench.objective_value(means)
 
-    def _reporter(self, trial) -> Callable[[int, dict[str, torch.Tensor]], None]:
+    def _reporter(self, trial: optuna.trial.Trial) -> Callable[[int, dict[str, torch.Tensor]], None]:
         total = len(self.bench.batches)
         prune = self.bench.spec.objective.pruner != "none" and not self.multi_objective
 

@@ -8,17 +8,21 @@ resolved to module names once, so every sampled config names its layers explicit
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from torch import nn
 
 from xaisearch.errors import InputError
 from xaisearch.explain.config import ExplainerConfig, FirstLayerRule, GroupRule
 from xaisearch.explain.groups import depth_groups, first_layer, linear_layers, named_groups
+from xaisearch.explain.rules import RULES
 from xaisearch.models.ref import ModelRef
-from xaisearch.spec import FIRST_LAYER_GROUP, StudySpec
+from xaisearch.spec import FIRST_LAYER_GROUP, GRID_SAMPLER, StudySpec
 
-SEARCHED_PARAMS: dict[str, tuple[str, ...]] = {"epsilon": ("epsilon",), "gamma": ("gamma",), "alpha_beta": ("alpha",)}
+# rule -> the parameters Optuna samples for it, from the one rule table
+SEARCHED_PARAMS: dict[str, tuple[str, ...]] = {
+    name: tuple(p.name for p in rule.searched()) for name, rule in RULES.items() if rule.searched()
+}
 
 # zennit's standard composites as (conv rule, conv params, dense rule, dense params, first-layer choice)
 _SEED_RECIPES: dict[str, tuple[str, dict[str, float], str, dict[str, float], str]] = {
@@ -28,6 +32,14 @@ _SEED_RECIPES: dict[str, tuple[str, dict[str, float], str, dict[str, float], str
     "epsilon_alpha2_beta1_flat": ("alpha_beta", {"alpha": 2.0}, "epsilon", {"epsilon": 1e-6}, "flat"),
     "epsilon_gamma_box": ("gamma", {"gamma": 0.25}, "epsilon", {"epsilon": 1e-6}, "zbox"),
 }
+
+
+class TrialLike(Protocol):
+    """What sampling needs of a trial: Optuna's ``Trial`` and ``FixedTrial`` both fit."""
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any: ...
+
+    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float: ...
 
 
 @dataclass
@@ -63,9 +75,9 @@ class SearchSpace:
     # -- sampling ---------------------------------------------------------------------------
     def _grid_values(self, name: str, param: str) -> list[Any] | None:
         grid = self.spec.sampler.grid
-        return grid.get(name, grid.get(param)) if self.spec.sampler.name == "grid" else None
+        return grid.get(name, grid.get(param)) if self.spec.sampler.name == GRID_SAMPLER else None
 
-    def _suggest_params(self, trial, prefix: str, rule: str) -> dict[str, Any]:
+    def _suggest_params(self, trial: TrialLike, prefix: str, rule: str) -> dict[str, Any]:
         params: dict[str, Any] = {}
         for param in SEARCHED_PARAMS.get(rule, ()):
             name = f"{prefix}.{param}"
@@ -75,11 +87,11 @@ class SearchSpace:
             else:
                 bounds = self.spec.search_space.ranges[param]
                 params[param] = trial.suggest_float(name, bounds.low, bounds.high, log=bounds.log)
-        if rule == "zbox":
+        if RULES[rule].bounds:  # z^B: the data's input range, not searched
             params = {"low": self.spec.data.input_low, "high": self.spec.data.input_high}
         return params
 
-    def sample(self, trial) -> ExplainerConfig:
+    def sample(self, trial: TrialLike) -> ExplainerConfig:
         """The config of one trial (works with any object offering Optuna's ``suggest_*``)."""
         groups = []
         for name, layers in self.groups.items():

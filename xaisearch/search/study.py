@@ -8,7 +8,6 @@ enqueued. Workers are therefore stateless: ``service.studies.load_existing_study
 
 from __future__ import annotations
 
-import warnings
 import zlib
 from importlib import metadata
 
@@ -16,7 +15,7 @@ import optuna
 
 from xaisearch.errors import InputError
 from xaisearch.search.space import SearchSpace
-from xaisearch.spec import StudySpec
+from xaisearch.spec import SAMPLERS, StudySpec
 
 SPEC_ATTR = "spec"
 SPEC_HASH_ATTR = "spec_hash"
@@ -30,15 +29,7 @@ BUDGET_STATES = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNE
 def make_sampler(spec: StudySpec, space: SearchSpace, worker: str = "") -> optuna.samplers.BaseSampler:
     """The spec's sampler; each worker gets its own seed so parallel workers do not propose the same point."""
     seed = spec.seed if not worker else (spec.seed * 1_000_003 + zlib.crc32(worker.encode())) % 2**31
-    if spec.sampler.name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if spec.sampler.name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    if spec.sampler.name == "grid":
-        return optuna.samplers.GridSampler(space.grid(), seed=seed)
-    with warnings.catch_warnings():  # ``group`` is experimental; the conditional rule space needs it
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=10)
+    return SAMPLERS.get(spec.sampler.name)(seed, space.grid)
 
 
 def versions() -> dict[str, str]:

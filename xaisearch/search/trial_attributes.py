@@ -31,7 +31,5 @@ def nan_fraction_attr(metric: str) -> str:
 def metric_means(user_attrs: Mapping[str, Any]) -> dict[str, float]:
     """Every metric's stored mean (metrics whose mean was undefined, stored as ``None``, left out)."""
     return {
-        key.removesuffix(_MEAN): value
-        for key, value in user_attrs.items()
-        if key.endswith(_MEAN) and value is not None
+        key.removesuffix(_MEAN): value for key, value in user_attrs.items() if key.endswith(_MEAN) and value is not None
     }

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from types import FrameType
 
 from xaisearch.service.storage import storage_kind
 
@@ -64,7 +65,7 @@ def launch_workers(
         process = subprocess.Popen(command, env=env)
         processes[process.pid] = (device, process)
 
-    def forward(signum, frame) -> None:
+    def forward(signum: int, frame: FrameType | None) -> None:
         for _, process in processes.values():
             if process.poll() is None:
                 process.send_signal(signum)

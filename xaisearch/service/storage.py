@@ -17,9 +17,12 @@ import importlib.util
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xaisearch.errors import InputError
+
+if TYPE_CHECKING:
+    import optuna
 
 _PASSWORD = re.compile(r"(://[^:/@]+:)([^@]+)(@)")
 CONNECT_TIMEOUT_SECONDS = 10
@@ -81,7 +84,9 @@ def _connection_problem(url: str, error: BaseException) -> InputError:
     return InputError(f"storage {mask_password(url)}: cannot connect: {mask_password(reason)}")
 
 
-def open_storage(url: str, heartbeat: Heartbeat | None = None, application_name: str = "xaisearch"):
+def open_storage(
+    url: str, heartbeat: Heartbeat | None = None, application_name: str = "xaisearch"
+) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url``; connection and driver problems become one-line ``InputError``s."""
     import optuna
 

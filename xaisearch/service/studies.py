@@ -80,7 +80,11 @@ def open_study(
 
 
 def load_existing_study(
-    name: str, storage_url: str, heartbeat: Heartbeat | None = None, sampler=None, application_name: str = "xaisearch"
+    name: str,
+    storage_url: str,
+    heartbeat: Heartbeat | None = None,
+    sampler: optuna.samplers.BaseSampler | None = None,
+    application_name: str = "xaisearch",
 ) -> optuna.Study:
     storage = open_storage(storage_url, heartbeat, application_name)
     try:

@@ -34,7 +34,8 @@ import torch
 from torch import nn
 
 from xaisearch.canonize.verify import randomize_batchnorm
-from xaisearch.metrics.base import CATEGORIES, DIRECTIONS, Metric, MetricContext, ModelExplainer
+from xaisearch.metrics.base import Metric, MetricContext, ModelExplainer
+from xaisearch.metrics.catalog import CATEGORIES, DIRECTIONS
 
 SIZE = 16
 CLASSES = 3

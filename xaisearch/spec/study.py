@@ -10,22 +10,39 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
-from typing import Any, Literal, cast, get_args
+from typing import Annotated, Any, Literal, cast, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from xaisearch.errors import InputError
+from xaisearch.canonize.catalog import CANONIZERS
+from xaisearch.data.catalog import DATASETS, DatasetEntry
+from xaisearch.explain.rules import RULES, first_layer_rules, searched_params, unknown_rule
+from xaisearch.metrics.catalog import METRICS, Direction
+from xaisearch.spec.samplers import SAMPLERS
 
-Direction = Literal["higher", "lower"]
 Normalisation = Literal["none", "seed"]  # see search.normalisation
-RuleName = Literal["epsilon", "gamma", "zplus", "alpha_beta", "flat", "zbox", "pass"]
-FirstLayerChoice = Literal["group", "zbox", "flat", "epsilon", "gamma", "zplus", "alpha_beta"]
 SeedName = Literal[
     "epsilon_plus", "epsilon_plus_flat", "epsilon_alpha2_beta1", "epsilon_alpha2_beta1_flat", "epsilon_gamma_box"
 ]
 SEED_COMPOSITES: tuple[str, ...] = get_args(SeedName)
 FIRST_LAYER_GROUP = "group"  # first-layer choice meaning "no override: use the group's rule"
+
+
+def _known_rule(name: str) -> str:
+    if name not in RULES:
+        raise ValueError(unknown_rule(name))
+    return name
+
+
+def _first_layer_choice(name: str) -> str:
+    choices = [FIRST_LAYER_GROUP, *first_layer_rules()]
+    if name not in choices:
+        raise ValueError(f"{name!r} is not a first-layer rule; choose one of {choices}")
+    return name
+
+
+RuleName = Annotated[str, AfterValidator(_known_rule)]  # a name in ``explain.rules.RULES``
+FirstLayerChoice = Annotated[str, AfterValidator(_first_layer_choice)]
 
 
 class _Strict(BaseModel):
@@ -52,8 +69,13 @@ class ModelSpec(_Strict):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
 
 
-DatasetName = Literal["shapes", "voc", "imagenet"]
-REAL_DATASETS = ("voc", "imagenet")
+def _known_dataset(name: str) -> str:
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS.available()}")
+    return name
+
+
+DatasetName = Annotated[str, AfterValidator(_known_dataset)]  # a name in ``data.catalog.DATASETS``
 _SHAPES_ONLY = ("ground_truth",)
 _REAL_ONLY = ("root", "split", "classes", "masks", "preprocessing")
 
@@ -80,16 +102,23 @@ class DataSpec(_Strict):
     input_low: float | list[float] | None = None
     input_high: float | list[float] | None = None
 
+    @property
+    def entry(self) -> DatasetEntry:
+        return DATASETS.get(self.name)
+
+    @property
+    def real(self) -> bool:
+        """Read from disk (``root``), not generated."""
+        return self.entry.real
+
     @model_validator(mode="after")
     def _dataset_fields(self) -> DataSpec:
-        real = self.name in REAL_DATASETS
-        fields = type(self).model_fields
-        stray = [f for f in (_SHAPES_ONLY if real else _REAL_ONLY) if getattr(self, f) != fields[f].default]
+        entry, fields = self.entry, type(self).model_fields
+        stray = [f for f in (_SHAPES_ONLY if entry.real else _REAL_ONLY) if getattr(self, f) != fields[f].default]
         if stray:
             raise ValueError(f"{stray[0]} does not apply to data {self.name!r}; remove it")
-        if real and not self.root:
-            holder = "VOCdevkit/" if self.name == "voc" else "ILSVRC/"
-            raise ValueError(f"data {self.name!r} needs root: the folder that holds {holder}")
+        if entry.real and not self.root:
+            raise ValueError(f"data {self.name!r} needs root: the folder that holds {entry.holder}")
         if self.input_low is None or self.input_high is None:
             low, high = self.default_bounds()
             self.input_low = low if self.input_low is None else self.input_low
@@ -101,8 +130,10 @@ class DataSpec(_Strict):
             raise ValueError("input_low and input_high need the same number of values, one per channel")
         if not all(lo < hi for lo, hi in zip(lows, highs, strict=True)):
             raise ValueError("input_low must be below input_high")
-        if self.name == "imagenet" and (self.split == "trainval" or self.masks != fields["masks"].default):
-            raise ValueError("data 'imagenet' takes split train or val and always uses its boxes; remove masks")
+        if entry.real and self.split not in entry.splits:
+            raise ValueError(f"data {self.name!r} has no split {self.split!r}; choose one of {list(entry.splits)}")
+        if entry.real and not entry.masks and self.masks != fields["masks"].default:
+            raise ValueError(f"data {self.name!r} {entry.fixed_masks}; remove masks")
         return self
 
     def bounds(self) -> tuple[float | list[float], float | list[float]]:
@@ -112,7 +143,7 @@ class DataSpec(_Strict):
 
     def default_bounds(self) -> tuple[float | list[float], float | list[float]]:
         """Input range: [0, 1] for shapes; per channel of the ImageNet normalisation for real data."""
-        if self.name not in REAL_DATASETS:
+        if not self.real:
             return 0.0, 1.0
         from xaisearch.data.preprocess import Geometry, input_bounds
 
@@ -138,10 +169,11 @@ class ParamRange(_Strict):
 
 
 def _default_ranges() -> dict[str, ParamRange]:
+    """Every searchable rule parameter over its range in ``explain.rules.RULES``."""
     return {
-        "epsilon": ParamRange(low=1e-6, high=1.0),
-        "gamma": ParamRange(low=1e-3, high=10.0),
-        "alpha": ParamRange(low=1.0, high=3.0, log=False),
+        name: ParamRange(low=param.search.low, high=param.search.high, log=param.search.log)
+        for name, param in searched_params().items()
+        if param.search is not None
     }
 
 
@@ -161,24 +193,22 @@ class SearchSpaceSpec(_Strict):
     @field_validator("ranges")
     @classmethod
     def _known_params(cls, ranges: dict[str, ParamRange]) -> dict[str, ParamRange]:
+        searchable = searched_params()
         for name, bounds in ranges.items():
-            if name not in ("epsilon", "gamma", "alpha"):
-                raise ValueError(f"ranges.{name}: not a searchable parameter; use epsilon, gamma or alpha")
-            if name == "epsilon" and bounds.low <= 0:
-                raise ValueError(f"ranges.epsilon.low must be > 0, got {bounds.low}")
-            if name == "gamma" and bounds.low < 0:
-                raise ValueError(f"ranges.gamma.low must be >= 0, got {bounds.low}")
-            if name == "alpha" and bounds.low < 1:
-                raise ValueError(f"ranges.alpha.low must be >= 1 (beta = alpha - 1 >= 0), got {bounds.low}")
+            if name not in searchable:
+                raise ValueError(f"ranges.{name}: not a searchable parameter; use one of {list(searchable)}")
+            problem = searchable[name].problem(bounds.low)
+            if problem is not None:
+                raise ValueError(f"ranges.{name}.low: {problem}")
         return ranges
 
     @model_validator(mode="after")
     def _ranges_cover_rules(self) -> SearchSpaceSpec:
-        needs = {"epsilon": "epsilon", "gamma": "gamma", "alpha_beta": "alpha"}
         used = {rule for group in self.groups.values() for rule in group.rules} | set(self.first_layer)
-        for rule, param in needs.items():
-            if rule in used and param not in self.ranges:
-                raise ValueError(f"rule {rule!r} is searched but ranges.{param} is missing")
+        for rule in sorted(used & set(RULES)):
+            for param in RULES[rule].searched():
+                if param.name not in self.ranges:
+                    raise ValueError(f"rule {rule!r} is searched but ranges.{param.name} is missing")
         return self
 
 
@@ -190,14 +220,19 @@ class MetricSpec(_Strict):
 
     @model_validator(mode="after")
     def _known_metric(self) -> MetricSpec:
-        from xaisearch.metrics.registry import make_metric
+        if self.name not in METRICS:
+            raise ValueError(f"unknown metric {self.name!r}; available: {METRICS.available()}")
+        return self  # its params are checked by ``check_with_implementations`` (they need torch)
 
-        make_metric(self.name, **self.params)
-        return self
+
+def _known_sampler(name: str) -> str:
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; choose one of {SAMPLERS.available()}")
+    return name
 
 
 class SamplerSpec(_Strict):
-    name: Literal["tpe", "random", "grid", "nsga2"] = "tpe"
+    name: Annotated[str, AfterValidator(_known_sampler)] = "tpe"
     grid: dict[str, list[Any]] = Field(default_factory=dict)
 
 
@@ -238,10 +273,8 @@ class StudySpec(_Strict):
     @field_validator("canonizer")
     @classmethod
     def _known_canonizer(cls, name: str | None) -> str | None:
-        from xaisearch.canonize.registry import available
-
-        if name is not None and name not in available():
-            raise ValueError(f"unknown canonizer {name!r}; choose from {available()} or leave it out")
+        if name is not None and name not in CANONIZERS:
+            raise ValueError(f"unknown canonizer {name!r}; choose from {CANONIZERS.available()} or leave it out")
         return name
 
     @model_validator(mode="after")
@@ -255,7 +288,7 @@ class StudySpec(_Strict):
             raise ValueError(
                 f"data.input_low/input_high: {len(self.data.input_low)} values for {channels} input channels"
             )
-        if self.data.name in REAL_DATASETS and channels != 3:
+        if self.data.real and channels != 3:
             raise ValueError(
                 f"model.input_shape: data {self.data.name!r} has RGB images, so 3 channels, not {channels}"
             )
@@ -278,7 +311,7 @@ class StudySpec(_Strict):
         """The spec as JSON data, without the real-data fields of a shapes study: studies made before
         real datasets keep their hash, and workers of that version can still read new shapes studies."""
         data = self.model_dump(mode="json")
-        if self.data.name not in REAL_DATASETS:
+        if not self.data.real:
             for key in _REAL_ONLY:
                 data["data"].pop(key)
         return data
@@ -287,54 +320,3 @@ class StudySpec(_Strict):
         """Hash of everything that defines the search (not the budget, which may grow)."""
         data = {k: v for k, v in self.stored_form().items() if k not in ("n_trials", "device")}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _location(loc: tuple[Any, ...]) -> str:
-    parts: list[str] = []
-    for item in loc:
-        if isinstance(item, int):
-            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
-        elif item not in ("function-after", "function-before") and not str(item).startswith(("literal[", "function")):
-            parts.append(str(item))
-    return ".".join(parts)
-
-
-def one_line_error(source: str, error: ValidationError) -> str:
-    """The first validation error as ``source: field 'a.b[1]': message``."""
-    first = error.errors()[0]
-    field = _location(tuple(first["loc"]))
-    message = str(first["msg"]).removeprefix("Value error, ").replace("Input should be", "should be")
-    if first["type"] == "missing":
-        message = "is required but missing"
-    elif first["type"] == "extra_forbidden":
-        message = "is not a known field (check its spelling)"
-    else:
-        message = f"{message} (got {first.get('input')!r})" if first["type"] != "value_error" else message
-    where = f"field '{field}'" if field else "top level"
-    extra = f" (and {len(error.errors()) - 1} more problems)" if len(error.errors()) > 1 else ""
-    return f"{source}: {where}: {message}{extra}".replace("\n", " ")
-
-
-def parse_spec(data: Any, source: str = "study") -> StudySpec:
-    if not isinstance(data, dict):
-        raise InputError(f"{source}: expected a mapping of study fields at the top level, got {type(data).__name__}")
-    try:
-        return StudySpec.model_validate(data)
-    except ValidationError as error:
-        raise InputError(one_line_error(source, error)) from None
-
-
-def load_spec(path: str | Path) -> StudySpec:
-    """Read and validate a study file; every problem is an ``InputError`` naming the file and field."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: study file not found; pass the path of a YAML study file such as studies/demo.yaml")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', error)}") from None
-    return parse_spec(data, str(path))
