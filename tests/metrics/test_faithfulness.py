@@ -275,3 +275,19 @@ def test_faithfulness_metrics_never_change_their_inputs(linear, name, params, ch
     scores = evaluate(name, model, x, y, a, **params)
     assert scores.shape == (B,) and scores.dtype == x.dtype and torch.isfinite(scores).all()
     assert torch.equal(x, copies[0]) and torch.equal(y, copies[1]) and torch.equal(a, copies[2])
+
+
+@pytest.mark.parametrize("name", ["pixel_flipping", "deletion", "insertion", "region_perturbation"])
+def test_a_nan_attribution_has_no_removal_order_so_its_score_is_nan(name):
+    """Sorting NaN relevance gives some order, and so a finite, made-up score; the sample is NaN."""
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(4 * 16 * 16, 3)
+    )
+    x, y = torch.rand(2, 3, 16, 16), torch.tensor([0, 1])
+    a = torch.rand(2, 3, 16, 16)
+    a[1] = float("nan")
+    params = {"patch_size": 4, "regions": 4} if name == "region_perturbation" else {"steps": 4}
+    scores = evaluate(name, model.eval(), x, y, a, **params)
+    assert torch.isfinite(scores[0]) and torch.isnan(scores[1])

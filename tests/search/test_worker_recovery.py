@@ -6,7 +6,7 @@ import optuna
 import pytest
 from optuna.storages import RetryFailedTrialCallback
 
-from xaisearch.service.worker import RETRY_OF_ATTR, has_retry, recover_interrupted
+from xaisearch.service.recovery import RETRY_OF_ATTR, has_retry, recover_interrupted
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 

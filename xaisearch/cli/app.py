@@ -7,6 +7,8 @@ Heavy imports (torch, zennit, optuna) happen inside the commands so ``--help`` s
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -24,6 +26,18 @@ StorageOption = typer.Option(
 )
 
 
+@contextmanager
+def resumable() -> Iterator[None]:
+    """Ctrl-C anywhere in a command whose state is always resumable (trials re-enqueued, files
+    written atomically) becomes ``Interrupted``, which ``main`` reports in one line."""
+    from xaisearch.errors import Interrupted
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted() from None
+
+
 @app.command()
 def run(
     study_file: Path = typer.Argument(..., help="YAML study file, e.g. studies/demo.yaml"),
@@ -33,10 +47,34 @@ def run(
     workers: int = typer.Option(1, "--workers", min=1, help="worker processes on this machine (one per GPU)"),
 ) -> None:
     """Create or resume a study, run its trials, write best_composite.json and report.html."""
-    from xaisearch.cli.run import run_study
     from xaisearch.spec import load_spec
 
-    run_study(load_spec(study_file), out_dir=out, storage_url=storage, budget=n_trials, workers=workers)
+    spec = load_spec(study_file)  # before the heavy imports: a mistake in the file is reported at once
+    with resumable():
+        from xaisearch.cli.run import run_study
+
+        run_study(spec, out_dir=out, storage_url=storage, budget=n_trials, workers=workers)
+
+
+@app.command()
+def validate(
+    study_file: Path = typer.Argument(..., help="YAML study file, e.g. studies/demo.yaml"),
+    storage: str | None = typer.Option(None, "--storage", help="also check this storage (connects; creates nothing)"),
+) -> None:
+    """Check a study file without training or writing anything: its fields, then whether its
+    model, canonizer, search space and sampler fit together (and the storage, if given)."""
+    from xaisearch.spec import load_spec
+
+    spec = load_spec(study_file)
+    from xaisearch.search.preflight import preflight
+
+    space = preflight(spec)
+    if storage is not None:
+        from xaisearch.service.storage import check_storage
+
+        check_storage(storage)
+    groups = ", ".join(f"{name} ({len(layers)})" for name, layers in space.groups.items())
+    typer.echo(f"{study_file}: valid; canonizer {space.canonizer}; layer groups {groups}")
 
 
 @app.command()
@@ -49,10 +87,13 @@ def create(
     n_trials: int | None = typer.Option(None, "--n-trials", min=1, help="study budget (default: the file's n_trials)"),
 ) -> None:
     """Create the study (idempotent): store the spec, train the model if needed, enqueue the seeds."""
-    from xaisearch.cli.run import create_study
     from xaisearch.spec import load_spec
 
-    create_study(load_spec(study_file), out_dir=out, storage_url=storage, budget=n_trials)
+    spec = load_spec(study_file)  # before the heavy imports: a mistake in the file is reported at once
+    with resumable():
+        from xaisearch.cli.run import create_study
+
+        create_study(spec, out_dir=out, storage_url=storage, budget=n_trials)
 
 
 @app.command()
@@ -60,7 +101,7 @@ def worker(
     study: str = typer.Option(..., "--study", help="study name"),
     storage: str = typer.Option(..., "--storage", help="storage URL or journal file path"),
     devices: str | None = typer.Option(
-        None, "--devices", help="GPU indices, e.g. 0,1 (one process each); cpu,cpu for CPU"
+        None, "--devices", help="one process per entry: GPU indices 0,1 or cuda:0,cuda:1; cpu,cpu for CPU"
     ),
     device: str = typer.Option("auto", "--device", help="device of this single process (auto, cpu, cuda:N)"),
     n_trials: int | None = typer.Option(None, "--n-trials", min=1, help="at most this many trials per process"),
@@ -83,17 +124,19 @@ def worker(
     options = WorkerOptions(
         study, storage, device, n_trials, Heartbeat(heartbeat_interval, grace_period), artifact_dir, run_dir
     )
-    if devices:  # one child process per device, watched (CUDA_VISIBLE_DEVICES set per child)
+    if devices is not None:  # one child process per device, watched (CUDA_VISIBLE_DEVICES set per child)
+        from xaisearch.devices import worker_devices
         from xaisearch.search.study import study_budget, trials_to_start
-        from xaisearch.service.launcher import launch_workers, parse_devices
+        from xaisearch.service.launcher import launch_workers
         from xaisearch.service.studies import load_existing_study
 
+        chosen = worker_devices(devices)  # before the storage is opened: a typo costs nothing
         joined = load_existing_study(study, storage)
         budget = study_budget(joined)
         launch_workers(
             study,
             storage,
-            parse_devices(devices),
+            chosen,
             options.command_args(),
             budget_reached=lambda: trials_to_start(joined, budget) <= 0,
         )
@@ -123,7 +166,7 @@ def export(
     from xaisearch.search.export import export_trial
     from xaisearch.service.studies import load_existing_study
 
-    config = export_trial(load_existing_study(study, storage), output, trial)
+    config = export_trial(load_existing_study(study, storage), output, trial, field="-o")
     typer.echo(f"wrote {output} (trial {config.trial}, objective {config.scores.get('objective', float('nan')):.4f})")
 
 
@@ -162,7 +205,7 @@ def canonize(
     canonizer: str | None = typer.Option(None, "--canonizer", help="registered canonizer (default: by model type)"),
     check: bool = typer.Option(False, "--check", help="also check conservation, batch consistency, atomicity"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of text"),
-    input_size: int = typer.Option(64, "--input-size", min=8, help="side of the random square input, in pixels"),
+    input_size: int = typer.Option(64, "--input-size", help="side of the random square input, in pixels"),
 ) -> None:
     """Canonize MODEL: print each step, BN coverage, max output difference (float32) and timing; exit 1 on failure."""
     import json
@@ -189,14 +232,18 @@ def canonize(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: usage errors (click) and input errors (ours) exit 2 with a one-line message."""
-    from xaisearch.errors import InputError
+    """Entry point: usage errors (click) and input errors (ours) exit 2 with a one-line message;
+    Ctrl-C during ``run`` or ``create`` exits 130 saying how to resume."""
+    from xaisearch.errors import InputError, Interrupted
 
     try:
         app(args=argv, standalone_mode=True)
     except InputError as error:
         typer.echo(f"error: {error}", err=True)
         return 2
+    except Interrupted:  # Ctrl-C: the interrupted trial was enqueued again; files are written atomically
+        typer.echo("interrupted; run the same command to resume", err=True)
+        return 130
     except SystemExit as done:
         return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     return 0

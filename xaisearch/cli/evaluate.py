@@ -16,6 +16,7 @@ from rich.table import Table
 from xaisearch.errors import InputError
 from xaisearch.explain.config import load_config
 from xaisearch.metrics.suite import summary
+from xaisearch.models.ref import ModelRef
 from xaisearch.spec import StudySpec
 
 
@@ -26,11 +27,17 @@ def evaluate_config(
     from xaisearch.cli.run import prepare_workbench
 
     try:
-        config, _ = load_config(composite)
-    except (FileNotFoundError, ValueError) as error:
-        raise InputError(f"--composite {composite}: {str(error).splitlines()[0]}") from None
+        config, _ = load_config(composite)  # every problem names the file and the field
+    except InputError as error:
+        raise InputError(f"--composite {error}") from None
+    study_model = ModelRef(name=spec.model.name, num_classes=spec.model.num_classes, input_shape=spec.model.input_shape)
+    refuse_another_model(composite, config.model_differences(study_model))  # before a model is trained for it
     console = Console(stderr=as_json)
     bench = prepare_workbench(spec, out_dir or Path("runs") / spec.name, console)
+    missing = config.missing_layers({name for name, _ in bench.model.named_modules()})
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        refuse_another_model(composite, [f"layers {missing[:3]}{more}, which the study's model does not have"])
     arms = {f"canonizer {config.canonizer}": config}
     if compare_canonization:
         arms["canonizer none"] = config.model_copy(update={"canonizer": "none"})
@@ -39,7 +46,7 @@ def evaluate_config(
             arm: {name: summary(values) for name, values in bench.score(arm_config).items()}
             for arm, arm_config in arms.items()
         }
-    except ValueError as error:  # a config made for another model names layers this one lacks
+    except ValueError as error:  # a layer of the model the config gives no rule, a canonizer that does not fit
         raise InputError(f"--composite {composite}: {error}") from None
     if as_json:
         print(json.dumps({arm: {m: {"mean": v[0], "sem": v[1]} for m, v in r.items()} for arm, r in results.items()}))
@@ -54,3 +61,12 @@ def evaluate_config(
         table.add_row(name, directions[name], *cells)
     console.print(table)
     return results
+
+
+def refuse_another_model(composite: Path, differences: list[str]) -> None:
+    """A composite made for another model than the study's: its scores would describe nothing the study has."""
+    if differences:
+        raise InputError(
+            f"--composite {composite}: made for another model: it names {'; '.join(differences)}; "
+            "export a composite from a study of this model, or evaluate it with the study file it came from"
+        )

@@ -7,6 +7,7 @@ processes (``xaisearch worker``) on the same storage and watches them (``launche
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +21,13 @@ from xaisearch.devices import resolve_device
 from xaisearch.errors import InputError
 from xaisearch.search.export import best_trial, config_of, export_trial, seed_trials
 from xaisearch.search.objective import HeatmapSink, Objective
+from xaisearch.search.preflight import preflight
 from xaisearch.search.study import SEED_NAME_ATTR, completed_trials, study_budget, trials_to_start
 from xaisearch.search.trial_attributes import mean_attr
 from xaisearch.search.workbench import Workbench
-from xaisearch.service.storage import mask_password, refuse_concurrent_sqlite
+from xaisearch.service.storage import check_storage, mask_password, refuse_concurrent_sqlite
 from xaisearch.service.studies import default_storage_url, open_study
-from xaisearch.service.worker import WorkerOptions, run_trials
+from xaisearch.service.worker import WorkerOptions, run_interruptibly, worker_id
 from xaisearch.spec import StudySpec
 
 BEST_CONFIG_NAME = "best_composite.json"
@@ -101,12 +103,11 @@ def optimise_here(
             progress.update(evaluation, completed=done, total=total)
 
         def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-            progress.update(task, advance=1, info=_best_info(study))
-
-        from xaisearch.service.worker import worker_id
+            failed = trial.state == optuna.trial.TrialState.FAIL  # uses no budget: another trial follows
+            progress.update(task, advance=0 if failed else 1, info=_best_info(study))
 
         objective = Objective(bench, on_batch, worker=worker_id(), upload_heatmaps=upload_heatmaps)
-        return run_trials(study, objective, on_trial=on_trial)
+        return run_interruptibly(study, objective, on_trial=on_trial)
 
 
 def optimise_with_workers(
@@ -216,6 +217,17 @@ def summarise(
     return best_path, report, best_is_seed, best_seed
 
 
+def check_run_dir(run_dir: Path) -> None:
+    """Refuse a run folder (``--out``) that cannot be one, without making it: it or a parent is a
+    file, or the nearest existing folder is not writable."""
+    existing = next((p for p in (run_dir, *run_dir.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        where = "is a file" if existing == run_dir else f"lies under the file {existing}"
+        raise InputError(f"--out {run_dir}: {where}; give a folder for the run")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"--out {run_dir}: {existing} is not writable; give a writable folder")
+
+
 def create_study(
     spec: StudySpec,
     out_dir: Path | None = None,
@@ -228,9 +240,12 @@ def create_study(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.manual_seed(spec.seed)
     run_dir = out_dir or Path("runs") / spec.name
+    preflight(spec)  # the model, canonizer, search space and sampler fit: before anything is trained or written
+    check_run_dir(run_dir)
+    storage_url = default_storage_url(run_dir) if storage_url is None else storage_url  # '' is refused, not replaced
+    check_storage(storage_url)
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
-    storage_url = storage_url or default_storage_url(run_dir)
     try:
         bench = prepare_workbench(spec, run_dir, console)
     except InputError:  # bad data root or weights: leave nothing behind
@@ -256,7 +271,7 @@ def run_study(
     if storage_url is not None:
         refuse_concurrent_sqlite(storage_url, workers)
     study, bench, run_dir, storage_url = create_study(spec, out_dir, storage_url, budget, console)
-    from xaisearch.service.worker import recover_orphans
+    from xaisearch.service.recovery import recover_orphans
 
     for number in recover_orphans(study):
         console.print(f"[yellow]trial {number} was left running by a process that is gone; re-enqueued[/yellow]")

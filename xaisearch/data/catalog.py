@@ -17,6 +17,7 @@ from xaisearch.registry import Registry
 @dataclass(frozen=True)
 class DatasetEntry:
     name: str
+    labels: int | None  # how many label values it has (a model needs as many outputs); None: the tree says
     holder: str | None = None  # the folder under ``root`` that holds it; None: synthetic
     splits: tuple[str, ...] = ()
     masks: tuple[str, ...] = ()  # mask sources to choose from; () : one fixed source (say so in ``fixed_masks``)
@@ -35,9 +36,10 @@ class DatasetEntry:
 
 DATASETS: Registry[DatasetEntry] = Registry("dataset")
 for _entry in (
-    DatasetEntry("shapes"),
+    DatasetEntry("shapes", labels=4),  # data.shapes.TARGET_SHAPES
     DatasetEntry(
         "voc",
+        labels=20,  # VOC_CLASSES; labels stay VOC's indices when ``classes`` picks some
         holder="VOCdevkit/",
         splits=("train", "val", "trainval"),
         masks=("segmentation", "boxes"),
@@ -45,6 +47,7 @@ for _entry in (
     ),
     DatasetEntry(
         "imagenet",
+        labels=None,  # the tree's class list (1000 for ILSVRC; a test tree has fewer)
         holder="ILSVRC/",
         splits=("train", "val"),
         fixed_masks="always uses its boxes",

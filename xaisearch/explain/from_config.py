@@ -1,6 +1,7 @@
 """The one-call entry points for zennit users of an exported composite config.
 
-Re-exported as ``xaisearch.composite_from_config`` and ``xaisearch.model_from_config``.
+Re-exported as ``xaisearch.composite_from_config`` and ``xaisearch.model_from_config``. A config
+with a mistake raises ``xaisearch.errors.InputError``, one line naming the file and the field.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import torch
 from xaisearch.metrics.base import Metric, MetricContext, generator
 from xaisearch.metrics.catalog import METRICS
 from xaisearch.metrics.faithfulness import BaselineField, clean_scores, hashable
+from xaisearch.metrics.parameters import Seed
 from xaisearch.metrics.perturbation import baseline_image, target_scores
 
 
@@ -33,7 +34,7 @@ class Completeness(Metric):
 
     baseline: BaselineField = "zero"
     softmax: bool = False
-    seed: int = 0
+    seed: Seed = 0
 
     def __call__(self, ctx: MetricContext) -> torch.Tensor:
         self.check(ctx)

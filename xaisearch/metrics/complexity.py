@@ -8,6 +8,7 @@ import torch
 
 from xaisearch.metrics.base import Metric, MetricContext
 from xaisearch.metrics.catalog import METRICS
+from xaisearch.metrics.parameters import Positive
 from xaisearch.metrics.pooling import Pooling, pool_channels
 
 
@@ -79,7 +80,7 @@ class EffectiveComplexity(Metric):
     category = "complexity"
     direction = "lower"
 
-    eps: float = 1e-5
+    eps: Positive = 1e-5
     normalise: bool = True
     pooling: Pooling = "abs_sum"
 

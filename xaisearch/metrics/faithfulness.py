@@ -19,6 +19,7 @@ import torch
 from xaisearch.metrics.base import Metric, MetricContext, generator
 from xaisearch.metrics.catalog import METRICS, Direction
 from xaisearch.metrics.execution import DEFAULT_MEMORY_BUDGET, memory_budget_for
+from xaisearch.metrics.parameters import Count, Seed
 from xaisearch.metrics.perturbation import (
     Features,
     Order,
@@ -60,6 +61,13 @@ def hashable(value: Any) -> Any:
     return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
+def without_undefined_orders(curve: torch.Tensor, relevance: torch.Tensor) -> torch.Tensor:
+    """NaN rows where a sample's relevance is not finite: NaN has no order to remove pixels in, and
+    a curve from sorting it anyway is a made-up score."""
+    undefined = ~torch.isfinite(relevance.flatten(1)).all(dim=1)
+    return curve.masked_fill(undefined[:, None], float("nan")) if bool(undefined.any()) else curve
+
+
 @dataclass(frozen=True)
 class _OrderedRemoval(Metric):
     """Features removed (or inserted) cumulatively in relevance order, ``steps`` equal steps."""
@@ -67,14 +75,14 @@ class _OrderedRemoval(Metric):
     category = "faithfulness"
     needs_model = True
 
-    steps: int = 16
+    steps: Count = 16
     order: Order = "morf"
     features: Features = "pixel"
     baseline: BaselineField = "mean"
     softmax: bool = True
     pooling: Pooling = "sum"
-    seed: int = 0
-    memory_budget: int | None = DEFAULT_MEMORY_BUDGET
+    seed: Seed = 0
+    memory_budget: Count | None = DEFAULT_MEMORY_BUDGET
 
     insertion = False
     morf_direction: ClassVar[Direction] = "higher"  # the direction for ``order="morf"``; LeRF's is the other
@@ -91,7 +99,7 @@ class _OrderedRemoval(Metric):
         """B×(steps+1) target scores; point 0 is the clean input (deletion) or the baseline (insertion)."""
         self.check(ctx)
         relevance = feature_relevance(ctx.a, ctx.x, self.features, self.pooling)
-        return perturbation_curve(
+        curve = perturbation_curve(
             ctx.required_model,
             ctx.x,
             ctx.y,
@@ -103,6 +111,7 @@ class _OrderedRemoval(Metric):
             memory_budget=self.memory_budget,
             insertion=self.insertion,
         )
+        return without_undefined_orders(curve, relevance)
 
 
 @METRICS.register()
@@ -184,15 +193,15 @@ class RegionPerturbation(Metric):
     category = "faithfulness"
     needs_model = True
 
-    patch_size: int = 8
-    regions: int = 100
+    patch_size: Count = 8
+    regions: Count = 100
     order: Order = "morf"
     candidates: Literal["all_offsets", "grid"] = "all_offsets"
     baseline: BaselineField = "blur"
     softmax: bool = True
     pooling: Pooling = "sum"
-    seed: int = 0
-    memory_budget: int | None = DEFAULT_MEMORY_BUDGET
+    seed: Seed = 0
+    memory_budget: Count | None = DEFAULT_MEMORY_BUDGET
 
     @property
     def direction(self) -> Direction:  # type: ignore[override]  # a property of ``order``, not a ClassVar
@@ -206,7 +215,7 @@ class RegionPerturbation(Metric):
         self.check(ctx)
         relevance = pool_channels(ctx.a, self.pooling)
         steps = region_steps(relevance, self.patch_size, self.regions, self.order, self.candidates)
-        return perturbation_curve(
+        curve = perturbation_curve(
             ctx.required_model,
             ctx.x,
             ctx.y,
@@ -217,6 +226,7 @@ class RegionPerturbation(Metric):
             clean=clean_scores(ctx, self.softmax),
             memory_budget=self.memory_budget,
         )
+        return without_undefined_orders(curve, relevance)
 
     def __call__(self, ctx: MetricContext) -> torch.Tensor:
         return aopc(self.curve(ctx))
@@ -241,14 +251,14 @@ class FaithfulnessCorrelation(Metric):
     direction = "higher"
     needs_model = True
 
-    subset_size: int = 224
-    runs: int = 100
+    subset_size: Count = 224
+    runs: Count = 100
     features: Features = "pixel"
     baseline: BaselineField = "mean"
     softmax: bool = False
     pooling: Pooling = "sum"
-    seed: int = 0
-    memory_budget: int | None = DEFAULT_MEMORY_BUDGET
+    seed: Seed = 0
+    memory_budget: Count | None = DEFAULT_MEMORY_BUDGET
 
     @property
     def forwards_per_sample(self) -> int:  # type: ignore[override]

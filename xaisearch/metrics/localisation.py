@@ -15,6 +15,7 @@ import torch
 
 from xaisearch.metrics.base import Metric, MetricContext
 from xaisearch.metrics.catalog import METRICS
+from xaisearch.metrics.parameters import Fraction, Positive
 from xaisearch.metrics.pooling import Pooling, mask_2d, pool_channels
 from xaisearch.metrics.ranking import average_ranks, expected_top_k_hits, pooled, sorted_relevance
 
@@ -124,7 +125,7 @@ class AttributionLocalisation(_Localisation):
 
     pooling: Pooling = "pos_sum"
     weighted: bool = False
-    max_size: float = 1.0
+    max_size: Fraction = 1.0
 
     def __call__(self, ctx: MetricContext) -> torch.Tensor:
         mask = self.mask(ctx)
@@ -150,7 +151,7 @@ class TopKIntersection(_Localisation):
 
     name = "top_k_intersection"
 
-    k: float = 0.1
+    k: Positive = 0.1  # a fraction of the pixels (< 1) or a count (>= 1)
     pooling: Pooling = "sum"
     concept_influence: bool = False
 

@@ -20,6 +20,7 @@ from torch import nn
 from xaisearch.metrics.base import Metric, MetricContext, ModelBoundExplainer, generator
 from xaisearch.metrics.catalog import METRICS
 from xaisearch.metrics.execution import explain_in_chunks
+from xaisearch.metrics.parameters import Count, Seed
 from xaisearch.metrics.pooling import Normalisation, Pooling, normalise_per_sample, pool_channels
 from xaisearch.metrics.ranking import spearman
 from xaisearch.metrics.similarity import SSIMForm, ssim
@@ -77,11 +78,11 @@ class RandomLogit(Metric):
     explanations_per_sample = 1
 
     ssim: SSIMForm = "2d"
-    num_classes: int | None = None
+    num_classes: Count | None = None
     normalise: Normalisation = "second_moment"
     pooling: Pooling = "sum"
-    window: int = 7
-    seed: int = 0
+    window: Count = 7
+    seed: Seed = 0
 
     def __call__(self, ctx: MetricContext) -> torch.Tensor:
         self.check(ctx)
@@ -123,7 +124,7 @@ class MPRT(Metric):
 
     order: LayerOrder = "top_down"
     pooling: Pooling = "sum_abs"
-    seed: int = 42
+    seed: Seed = 42
 
     def __call__(self, ctx: MetricContext) -> torch.Tensor:
         self.check(ctx)
@@ -159,9 +160,9 @@ class EfficientMPRT(Metric):
     needs_explainer = True
     explanations_per_sample = 1
 
-    bins: int = 100
+    bins: Count = 100
     pooling: Pooling = "sum"
-    seed: int = 42
+    seed: Seed = 42
 
     def __call__(self, ctx: MetricContext) -> torch.Tensor:
         self.check(ctx)

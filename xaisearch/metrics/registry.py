@@ -7,7 +7,6 @@ this module imports every category module, so every metric is registered.
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any
 
 import torch
@@ -17,6 +16,7 @@ from torch import nn
 from xaisearch.metrics import axiomatic, complexity, faithfulness, localisation, randomisation, robustness
 from xaisearch.metrics.base import Metric, MetricContext, make_explainer
 from xaisearch.metrics.catalog import METRICS
+from xaisearch.metrics.parameters import validated_params
 
 CATEGORY_MODULES = (axiomatic, complexity, faithfulness, localisation, randomisation, robustness)
 
@@ -27,15 +27,12 @@ def available() -> list[str]:
 
 
 def make_metric(name: str, **params: Any) -> Metric:
-    """The metric ``name`` with ``params``; unknown names or parameters raise ``ValueError``."""
+    """The metric ``name`` with ``params``; unknown names, unknown parameters and illegal values
+    (``steps: -1``, ``steps: true``) raise ``ValueError`` naming the metric and the parameter."""
     if name not in METRICS:
         raise ValueError(f"unknown metric {name!r}; available: {available()}")
     cls = METRICS.get(name)
-    try:
-        return cls(**params)
-    except TypeError as error:
-        known = sorted(f.name for f in fields(cls))
-        raise ValueError(f"metric {name!r}: bad parameters {sorted(params)}; its parameters are {known}") from error
+    return cls(**validated_params(name, cls, params))
 
 
 def evaluate(

@@ -18,6 +18,7 @@ import torch
 from xaisearch.metrics.base import Metric, MetricContext, generator
 from xaisearch.metrics.catalog import METRICS
 from xaisearch.metrics.execution import explain_in_chunks
+from xaisearch.metrics.parameters import Count, Positive, Seed
 from xaisearch.metrics.pooling import Normalisation, Pooling, normalise_per_sample, pool_channels
 
 
@@ -68,12 +69,12 @@ class _Sensitivity(Metric):
     direction = "lower"
     needs_explainer = True
 
-    samples: int = 10
-    radius: float = 0.2
+    samples: Count = 10
+    radius: Positive = 0.2
     denominator: Literal["input", "explanation"] = "input"
     normalise: Normalisation = "second_moment"
     pooling: Pooling = "sum"
-    seed: int = 0
+    seed: Seed = 0
 
     @property
     def explanations_per_sample(self) -> int:  # type: ignore[override]
@@ -143,11 +144,11 @@ class LocalLipschitz(Metric):
     direction = "lower"
     needs_explainer = True
 
-    samples: int = 10
-    std: float = 0.1
+    samples: Count = 10
+    std: Positive = 0.1
     normalise: Normalisation = "max_abs"
     pooling: Pooling = "sum"
-    seed: int = 0
+    seed: Seed = 0
 
     @property
     def explanations_per_sample(self) -> int:  # type: ignore[override]

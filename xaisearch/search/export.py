@@ -56,15 +56,36 @@ def pick_trial(study: optuna.Study, number: int | None = None) -> optuna.trial.F
     raise InputError(f"--trial {number}: no completed trial with that number in study {study.study_name!r}")
 
 
-def export_trial(study: optuna.Study, path: Path, number: int | None = None) -> ExplainerConfig:
-    """Write the best (or given) trial's config to ``path``; weights paths stay valid from there."""
+def export_trial(
+    study: optuna.Study, path: Path, number: int | None = None, field: str | None = None
+) -> ExplainerConfig:
+    """Write the best (or given) trial's config to ``path``; weights paths stay valid from there.
+
+    A path that cannot be a file (a folder, under a file, unwritable) is one ``InputError`` naming
+    ``field`` (the option that gave it) and leaves nothing behind."""
+    where = f"{field} {str(path)!r}" if field else repr(str(path))
+    _refuse_unfit_path(path, where)
     config = config_of(pick_trial(study, number), study)
     weights_dir = study.user_attrs.get(WEIGHTS_DIR_ATTR)
     weights = config.model.weights
     if weights_dir and weights and not Path(weights).is_absolute():
         config.model.weights = os.path.relpath(Path(weights_dir) / weights, path.resolve().parent)
-    config.save(path)
+    try:
+        config.save(path)
+    except OSError as error:
+        raise InputError(f"{where}: cannot write the config there ({error.strerror or error})") from None
     return config
+
+
+def _refuse_unfit_path(path: Path, where: str) -> None:
+    """Refuse a folder, or a path under a file, before any trial is read."""
+    if path.is_dir():
+        raise InputError(f"{where}: is a folder; give a file path such as {str(path / 'best_composite.json')!r}")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if ancestor.exists() and not ancestor.is_dir():
+        raise InputError(f"{where}: {str(ancestor)!r} is a file, not a folder; give a path in a folder")
 
 
 def seed_trials(study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:

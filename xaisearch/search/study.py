@@ -8,14 +8,18 @@ enqueued. Workers are therefore stateless: ``service.studies.load_existing_study
 
 from __future__ import annotations
 
-import zlib
+from collections.abc import Sequence
 from importlib import metadata
+from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
 
 from xaisearch.errors import InputError
 from xaisearch.search.space import SearchSpace
+from xaisearch.search.trial_attributes import failure_summary
 from xaisearch.spec import SAMPLERS, StudySpec
+from xaisearch.spec.samplers import GridOf, SamplerFactory
 
 SPEC_ATTR = "spec"
 SPEC_HASH_ATTR = "spec_hash"
@@ -26,10 +30,63 @@ SEED_NAME_ATTR = "seed_composite"
 BUDGET_STATES = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
-def make_sampler(spec: StudySpec, space: SearchSpace, worker: str = "") -> optuna.samplers.BaseSampler:
-    """The spec's sampler; each worker gets its own seed so parallel workers do not propose the same point."""
-    seed = spec.seed if not worker else (spec.seed * 1_000_003 + zlib.crc32(worker.encode())) % 2**31
-    return SAMPLERS.get(spec.sampler.name)(seed, space.grid)
+class TrialSeededSampler(optuna.samplers.BaseSampler):
+    """The spec's sampler, made afresh for each trial with a seed drawn from the study's seed and
+    the trial's number.
+
+    One seed for the whole process would make two runs of the same study at once propose the
+    same points; a seed per process (pid) would make a run irreproducible. Trial numbers are
+    unique in a study, so concurrent workers and runs draw differently, and one run is still
+    reproducible from ``spec.seed``. The samplers keep no state between trials but their random
+    generator (the history is in the storage), so a fresh one per trial loses nothing.
+    """
+
+    def __init__(self, factory: SamplerFactory, seed: int, grid: GridOf) -> None:
+        self._factory, self._seed, self._grid = factory, seed, grid
+        self._inner = factory(seed, grid)
+
+    def seed_for(self, number: int) -> int:
+        return (self._seed * 1_000_003 + number) % 2**31
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self._inner = self._factory(self.seed_for(trial.number), self._grid)
+        self._inner.before_trial(study, trial)
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return self._inner.infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return self._inner.sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        param_name: str,
+        distribution: BaseDistribution,
+    ) -> Any:
+        return self._inner.sample_independent(study, trial, param_name, distribution)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        state: optuna.trial.TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._inner.reseed_rng()
+
+
+def make_sampler(spec: StudySpec, space: SearchSpace) -> optuna.samplers.BaseSampler:
+    """The spec's sampler (``spec.samplers.SAMPLERS``), seeded per trial (``TrialSeededSampler``)."""
+    return TrialSeededSampler(SAMPLERS.get(spec.sampler.name), spec.seed, space.grid)
 
 
 def versions() -> dict[str, str]:
@@ -71,14 +128,13 @@ def trials_to_start(study: optuna.Study, budget: int) -> int:
     Failed trials do not use budget (their retries do); waiting (enqueued) trials are started
     like any other. With several workers the check races only inside one ``ask``.
     """
-    states = [t.state for t in study.get_trials(deepcopy=False)]
+    trials = study.get_trials(deepcopy=False)
+    states = [t.state for t in trials]
     done = sum(state in BUDGET_STATES for state in states)
     running = states.count(optuna.trial.TrialState.RUNNING)
     failed = states.count(optuna.trial.TrialState.FAIL)
-    if failed >= max(budget, 10):
-        raise RuntimeError(
-            f"{failed} trials of study {study.study_name!r} failed; stopping instead of retrying forever"
-        )
+    if failed >= max(budget, 10):  # most likely the same cause each time: say it once, in one line
+        raise InputError(f"study {study.study_name!r}: {failure_summary(trials)}; stopping instead of retrying forever")
     return budget - done - running
 
 

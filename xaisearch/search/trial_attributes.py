@@ -7,8 +7,11 @@ trial, how many evaluation batches it saw (``pruned_after_batches``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
 
 CONFIG_ATTR = "config"
 WORKER_ATTR = "worker"
@@ -33,3 +36,19 @@ def metric_means(user_attrs: Mapping[str, Any]) -> dict[str, float]:
     return {
         key.removesuffix(_MEAN): value for key, value in user_attrs.items() if key.endswith(_MEAN) and value is not None
     }
+
+
+FAIL_REASON_ATTR = "fail_reason"  # one line: why the trial failed (set before it is marked FAIL)
+
+
+def failure_summary(trials: Sequence[optuna.trial.FrozenTrial]) -> str | None:
+    """``10 trials failed; the last (trial 9): <its reason>``, or ``None`` when none failed."""
+    import optuna
+
+    failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    if not failed:
+        return None
+    last = max(failed, key=lambda t: t.number)
+    reason = last.user_attrs.get(FAIL_REASON_ATTR) or "no reason recorded (its worker died or lost the storage)"
+    count = f"{len(failed)} trial{'s' if len(failed) > 1 else ''} failed"
+    return f"{count}; the last (trial {last.number}): {reason}"

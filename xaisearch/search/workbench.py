@@ -67,6 +67,27 @@ def build_suite(spec: StudySpec) -> MetricSuite:
     return MetricSuite([WeightedMetric(make_metric(m.name, **m.params), m.weight, m.direction) for m in spec.metrics])
 
 
+def refuse_non_finite_model(model: nn.Module, batch: EvalBatch, name: str) -> None:
+    """Refuse a model with a NaN or infinite weight, or whose output on the first evaluation batch
+    is not finite: every attribution of it would be NaN and every trial would fail the same way."""
+    broken = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if not torch.isfinite(t).all()]
+    if broken:
+        more = f" and {len(broken) - 3} more" if len(broken) > 3 else ""
+        raise InputError(
+            f"model {name}: {broken[:3]}{more} hold NaN or infinite values; check model.weights (or retrain the model)"
+        )
+    with torch.no_grad():
+        output = model(batch.x)
+    bad = int((~torch.isfinite(output.flatten(1))).any(dim=1).sum())
+    if bad:
+        finite_images = bool(torch.isfinite(batch.x).all())
+        cause = "its weights are finite" if finite_images else "the images hold NaN or infinite values"
+        raise InputError(
+            f"model {name}: its output is NaN or infinite for {bad} of {len(output)} evaluation images ({cause}); "
+            "check the data's preprocessing and the model's weights"
+        )
+
+
 @dataclass
 class Workbench:
     spec: StudySpec
@@ -95,6 +116,7 @@ class Workbench:
             raise InputError(f"canonizer: {error}") from None
         space = SearchSpace.build(spec, model, ref, canonizer)
         batches = evaluation_batches(spec.data, spec.model.input_shape[-1], device)
+        refuse_non_finite_model(model, batches[0], spec.model.name)
         return cls(spec, device, model, ref, record, space, batches, build_suite(spec))
 
     def seed_reference(self) -> list[dict[str, float]]:

@@ -13,6 +13,7 @@ def serve(storage_url: str, artifact_dir: Path | None, host: str = "127.0.0.1", 
         from optuna_dashboard import run_server
     except ImportError:
         raise InputError("dashboard: optuna-dashboard is not installed; pip install 'xaisearch[dashboard]'") from None
+    storage = open_storage(storage_url, create=False)  # a mistyped path must not leave an empty journal
     store = None
     if artifact_dir is not None:
         if not Path(artifact_dir).is_dir():
@@ -23,4 +24,4 @@ def serve(storage_url: str, artifact_dir: Path | None, host: str = "127.0.0.1", 
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: the dashboard has no authentication and listens on {host}")
     print(f"optuna-dashboard for {mask_password(storage_url)} on http://{host}:{port}")
-    run_server(open_storage(storage_url), host=host, port=port, artifact_store=store)
+    run_server(storage, host=host, port=port, artifact_store=store)

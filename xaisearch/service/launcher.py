@@ -22,13 +22,7 @@ from xaisearch.service.storage import storage_kind
 
 log = logging.getLogger("xaisearch.launcher")
 POLL_SECONDS = 0.5
-
-
-def parse_devices(text: str | None) -> list[str]:
-    """``"0,1"`` → ``["0", "1"]``; ``"cpu,cpu"`` → two CPU workers; empty → one ``auto`` worker."""
-    if not text:
-        return ["auto"]
-    return [part.strip() for part in text.split(",") if part.strip()]
+STOP_SECONDS = 60.0  # how long workers get to enqueue their trials again after Ctrl-C
 
 
 def _command(device: str, worker_args: Sequence[str]) -> tuple[list[str], dict[str, str]]:
@@ -53,8 +47,8 @@ def launch_workers(
 ) -> int:
     """Start one worker per device, restart dead ones while the budget is open; returns the
     number of workers that died. Each dead worker's running trials are recovered first."""
+    from xaisearch.service.recovery import recover_dead_worker
     from xaisearch.service.studies import load_existing_study
-    from xaisearch.service.worker import recover_dead_worker
 
     journal = storage_kind(storage_url) == "journal"
     max_restarts = 3 * len(devices) if max_restarts is None else max_restarts
@@ -91,7 +85,36 @@ def launch_workers(
                     recover_dead_worker(load_existing_study(study_name, storage_url), dead)
                 if code != 2 and not budget_reached() and deaths <= max_restarts:
                     start(device)
+    except KeyboardInterrupt:
+        stop_on_interrupt(processes, study_name, storage_url, journal)
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
         forward(signal.SIGTERM, None)
     return deaths
+
+
+def stop_on_interrupt(
+    processes: dict[int, tuple[str, subprocess.Popen]], study_name: str, storage_url: str, journal: bool
+) -> None:
+    """Ctrl-C: every worker abandons its trial and enqueues it again (SIGINT; a terminal has sent
+    it to them already, a ``kill -INT`` of this process has not), and this waits for them, so that
+    the command exits with nothing lost. A worker that does not stop in time is killed and its
+    running trial recovered here (journal; RDB storages recover it through heartbeats)."""
+    from xaisearch.service.recovery import recover_dead_worker
+    from xaisearch.service.studies import load_existing_study
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
+    for _, process in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + STOP_SECONDS
+    for pid, (_, process) in processes.items():
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            if journal:
+                recover_dead_worker(load_existing_study(study_name, storage_url), f"{socket.gethostname()}:{pid}")
+    processes.clear()

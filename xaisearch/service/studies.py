@@ -86,7 +86,8 @@ def load_existing_study(
     sampler: optuna.samplers.BaseSampler | None = None,
     application_name: str = "xaisearch",
 ) -> optuna.Study:
-    storage = open_storage(storage_url, heartbeat, application_name)
+    """The study ``name`` as it is stored; a storage that is not there is refused, never created."""
+    storage = open_storage(storage_url, heartbeat, application_name, create=False)
     try:
         return optuna.load_study(study_name=name, storage=storage, sampler=sampler)
     except KeyError:

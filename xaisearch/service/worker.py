@@ -11,8 +11,10 @@ Crash safety, by storage:
 * Journal file: no heartbeats; the process that launched the workers (``xaisearch run --workers``)
   watches them and fails and re-enqueues a dead worker's running trial (``recover_dead_worker``).
 
-SIGTERM finishes the current trial and stops; a second SIGTERM abandons it: the trial is marked
-failed and its parameters are enqueued again, so nothing is lost.
+SIGTERM (preemption) finishes the current trial and stops; a second SIGTERM abandons it: the
+trial is marked failed and its parameters are enqueued again (``recovery``), so nothing is lost.
+SIGINT (Ctrl-C) abandons it at once, in a worker as in ``xaisearch run`` in one process
+(``run_interruptibly``); the next run of the same command runs the trial it cut short.
 """
 
 from __future__ import annotations
@@ -24,14 +26,16 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
 import optuna
 
-from xaisearch.search.objective import Objective
+from xaisearch.errors import Interrupted
+from xaisearch.search.objective import Objective, TrialFailed
 from xaisearch.search.study import (
     WEIGHTS_DIR_ATTR,
     completed_count,
@@ -40,18 +44,84 @@ from xaisearch.search.study import (
     study_spec,
     trials_to_start,
 )
-from xaisearch.search.trial_attributes import CONFIG_ATTR, WORKER_ATTR
+from xaisearch.service.recovery import (
+    InFlight,
+)
 from xaisearch.service.storage import Heartbeat, mask_password, storage_kind
 from xaisearch.service.studies import load_existing_study
 
 log = logging.getLogger("xaisearch.worker")
-RUNNING = optuna.trial.TrialState.RUNNING
-RETRY_OF_ATTR = "retry_of"
 MAX_RECONNECT_SECONDS = 600
 
 
 class TrialAbandoned(KeyboardInterrupt):
     """Raised in the main thread by a second SIGTERM: Optuna fails the trial, we re-enqueue it."""
+
+
+class _OneLineTrialFailures(logging.Filter):
+    """Optuna logs a failed trial with its traceback. A ``TrialFailed`` says in its message which
+    metric failed and why, so its traceback is dropped; a trial cut short by a signal is logged
+    twice, and ``requeue`` says it in one line instead, so both records are dropped. (On Optuna's
+    handlers: a logger's own filters do not see the records of its child loggers.)"""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.interrupted = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, TrialFailed):
+            record.exc_info, record.exc_text = None, None
+        self.interrupted = self.interrupted or isinstance(error, KeyboardInterrupt)
+        return not (self.interrupted and record.getMessage().startswith("Trial "))
+
+
+def run_interruptibly(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], float | Sequence[float]],
+    on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+) -> int:
+    """``run_trials`` in this process; Ctrl-C re-enqueues the trial it interrupted and raises
+    ``Interrupted``, so the same command resumes where this one stopped."""
+    tracked = InFlight(objective)
+
+    def reported(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        tracked.finished(trial.number)
+        if on_trial is not None:
+            on_trial(study, trial)
+
+    try:
+        return run_trials(study, tracked, on_trial=reported)
+    except KeyboardInterrupt:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the recovery
+        try:
+            tracked.recover(study, "was interrupted by Ctrl-C")
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        raise Interrupted() from None
+
+
+@contextmanager
+def _until(done: threading.Event) -> Iterator[None]:
+    """Set ``done`` when the block ends, however it ends (it stops the stale-trial sweep)."""
+    try:
+        yield
+    finally:
+        done.set()
+
+
+@contextmanager
+def one_line_trial_failures() -> Iterator[None]:
+    """Optuna's handlers report failed and interrupted trials without tracebacks (see the filter)."""
+    quiet = _OneLineTrialFailures()
+    handlers = logging.getLogger("optuna").handlers
+    for handler in handlers:
+        handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
 
 
 def worker_id() -> str:
@@ -80,65 +150,10 @@ class WorkerOptions:
         return args
 
 
-def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> None:
-    """Enqueue ``trial``'s parameters again (a trial that failed by crash or abandonment)."""
-    attrs = {k: v for k, v in trial.user_attrs.items() if k not in (CONFIG_ATTR, WORKER_ATTR)}
-    attrs[RETRY_OF_ATTR] = trial.number
-    study.enqueue_trial(trial.params, user_attrs=attrs)
-    log.warning("trial %d %s; re-enqueued with the same parameters", trial.number, reason)
-
-
-def mark_failed(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    """Set a running trial FAIL in the storage, as ``fail_stale_trials`` does.
-
-    Not ``study.tell``: that runs the sampler's ``after_trial``, and a grid sampler whose last
-    point this was calls ``study.stop()``, which raises outside ``optimize``.
-    """
-    try:
-        study._storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.FAIL)
-    except optuna.exceptions.UpdateFinishedTrialError:
-        pass  # finished meanwhile (by its own worker or by the stale-heartbeat sweep)
-
-
-def has_retry(study: optuna.Study, number: int) -> bool:
-    """Whether trial ``number``'s parameters were already enqueued again (by us or by Optuna's retry callback)."""
-    return any(
-        t.number > number
-        and (t.user_attrs.get(RETRY_OF_ATTR) == number or number in t.system_attrs.get("retry_history", ()))
-        for t in study.get_trials(deepcopy=False)
-    )
-
-
-def recover_interrupted(
-    study: optuna.Study, number: int, reason: str = "was interrupted by a lost storage connection"
-) -> None:
-    """The trial a lost storage connection interrupted: fail it if it still runs, enqueue its parameters once.
-
-    Optuna fails a trial whose objective raised when it can still reach the storage (a database
-    restart takes a second), and no retry callback sees such a trial: without this, it is lost.
-    """
-    trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
-    if trial is None or trial.state not in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL):
-        return
-    if trial.state == optuna.trial.TrialState.RUNNING:
-        mark_failed(study, trial)
-    if not has_retry(study, number):
-        requeue(study, trial, reason)
-
-
-def recover_dead_worker(study: optuna.Study, dead_worker: str) -> list[int]:
-    """Fail and re-enqueue the RUNNING trials of a worker that died (journal storages)."""
-    recovered = []
-    for trial in study.get_trials(deepcopy=False, states=(RUNNING,)):
-        if trial.user_attrs.get(WORKER_ATTR) == dead_worker:
-            mark_failed(study, trial)
-            requeue(study, trial, f"was running on {dead_worker}, which died")
-            recovered.append(trial.number)
-    return recovered
-
-
 class _Signals:
-    """First SIGTERM/SIGINT: stop after this trial. Second: abandon it."""
+    """SIGTERM (preemption, ``docker stop``): stop after this trial; a second one abandons it.
+    SIGINT (Ctrl-C, or the launcher passing it on): abandon the trial at once, as ``xaisearch run``
+    does; further SIGINTs are ignored so that the recovery is not cut short."""
 
     def __init__(self) -> None:
         self.stopping = False
@@ -149,7 +164,10 @@ class _Signals:
             signal.signal(signal.SIGINT, self._handle)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.stopping:
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if self.stopping or signum == signal.SIGINT:
+            self.stopping = True
             raise TrialAbandoned()
         self.stopping = True
         log.warning("signal %d: finishing the current trial, then stopping (again to abandon it)", signum)
@@ -196,6 +214,18 @@ def run_trials(
     workers' running trials waits instead of leaving: if one of them dies, its trial turns stale,
     is failed and re-enqueued, and this worker runs the retry.
     """
+    with one_line_trial_failures():
+        return _run_trials(study, objective, cap, should_stop, on_trial, wait_for_running)
+
+
+def _run_trials(
+    study: optuna.Study,
+    objective: Callable,
+    cap: int | None,
+    should_stop: Callable[[], bool],
+    on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None,
+    wait_for_running: float | None,
+) -> int:
     budget = study_budget(study)
     ran = 0
     callbacks = [on_trial] if on_trial is not None else []
@@ -215,30 +245,23 @@ def run_trials(
     return ran
 
 
-def recover_orphans(study: optuna.Study) -> list[int]:
-    """Fail and re-enqueue RUNNING trials of workers on this host whose process is gone
-    (a run killed earlier, on a storage without heartbeats)."""
-    host = socket.gethostname()
-    recovered = []
-    for worker in {t.user_attrs.get(WORKER_ATTR) for t in study.get_trials(deepcopy=False, states=(RUNNING,))}:
-        if not worker or worker.rsplit(":", 1)[0] != host:
-            continue
-        try:
-            os.kill(int(worker.rsplit(":", 1)[1]), 0)
-        except ProcessLookupError:
-            recovered += recover_dead_worker(study, worker)
-        except (PermissionError, ValueError):
-            continue
-    return recovered
-
-
 def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     values = "" if trial.values is None else " value " + ",".join(f"{v:.6f}" for v in trial.values)
     log.info("trial %d %s%s params %s", trial.number, trial.state.name.lower(), values, sorted(trial.params.items()))
 
 
 def run_worker(options: WorkerOptions) -> int:
-    """Join ``options.study`` and run trials until its budget is reached; returns trials run."""
+    """Join ``options.study`` and run trials until its budget is reached; returns trials run.
+    A SIGINT before the first trial (the model still loading) ends the worker as ``Interrupted``."""
+    signals = _Signals()
+    signals.install()  # first thing: Ctrl-C arrives from the terminal and from the launcher, at any time
+    try:
+        return _run_worker(options, signals)
+    except TrialAbandoned:
+        raise Interrupted() from None
+
+
+def _run_worker(options: WorkerOptions, signals: _Signals) -> int:
     from xaisearch.devices import resolve_device
     from xaisearch.search.workbench import Workbench
 
@@ -251,15 +274,13 @@ def run_worker(options: WorkerOptions) -> int:
     run_dir = options.run_dir or Path(study.user_attrs.get(WEIGHTS_DIR_ATTR) or Path("runs") / spec.name)
     device = resolve_device(options.device if options.device != "auto" else spec.device)
     bench = Workbench.prepare(spec, run_dir, device, allow_training=False)
-    study.sampler = make_sampler(spec, bench.space, worker=me)
+    study.sampler = make_sampler(spec, bench.space)
     upload = None
     if options.artifact_dir:
         from xaisearch.service.artifacts import heatmap_uploader, open_artifact_store
 
         upload = heatmap_uploader(open_artifact_store(options.artifact_dir))
     objective = Objective(bench, worker=me, upload_heatmaps=upload)
-    signals = _Signals()
-    signals.install()
     done = threading.Event()
     if rdb:
         threading.Thread(
@@ -267,34 +288,26 @@ def run_worker(options: WorkerOptions) -> int:
         ).start()
     log.info("worker %s joined study %s on %s (device %s)", me, options.study, mask_password(options.storage), device)
     finished: list[int] = []
-    in_flight: list[int] = []  # started and not reported finished: the one running, or interrupted ones
+    tracked = InFlight(objective)  # started and not reported finished: the one running, or interrupted ones
     backoff, down_since = 1.0, None
-
-    def tracked(trial: optuna.Trial) -> float | Sequence[float]:
-        in_flight.append(trial.number)
-        return objective(trial)
 
     def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         nonlocal backoff, down_since
         finished.append(trial.number)
-        if trial.number in in_flight:
-            in_flight.remove(trial.number)
+        tracked.finished(trial.number)
         backoff, down_since = 1.0, None
         _log_trial(study, trial)
 
-    try:
+    with _until(done):
         while True:
             try:
-                while in_flight:  # trials a lost connection interrupted (none on the first round)
-                    recover_interrupted(study, in_flight[0])
-                    in_flight.pop(0)
+                tracked.recover(study, "was interrupted by a lost storage connection")  # none on the first round
                 cap = None if options.n_trials is None else options.n_trials - len(finished)
                 wait = float(options.heartbeat.interval) if rdb else None
                 run_trials(study, tracked, cap, lambda: signals.stopping, on_trial, wait)
                 break
             except TrialAbandoned:
-                for number in in_flight:  # the trial the signal interrupted (Optuna failed it)
-                    recover_interrupted(study, number, "was abandoned on a second signal")
+                tracked.recover(study, "was abandoned on a signal")  # Optuna has failed it
                 break
             except Exception as error:
                 if not _is_connection_error(error):
@@ -306,7 +319,5 @@ def run_worker(options: WorkerOptions) -> int:
                 log.warning("storage unreachable (%s); retrying in %.0f s", reason, backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
-    finally:
-        done.set()
     log.info("worker %s stopped after %d trials", me, len(finished))
     return len(finished)

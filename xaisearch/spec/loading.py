@@ -1,40 +1,37 @@
-"""Reading a study file: YAML, then validation, every problem one line naming the file and field."""
+"""Reading a study file: YAML, then validation, every problem one line naming the file and field.
+
+The YAML is read with duplicate keys refused (YAML itself lets the last one win silently), and the
+fields are validated strictly, as JSON: ``n_trials: true`` is a boolean, not the number 1.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import ValidationError
 
 from xaisearch.errors import InputError
+from xaisearch.field_errors import one_line_error
+from xaisearch.files import read_text
 from xaisearch.spec.study import StudySpec
 
 
-def _location(loc: tuple[Any, ...]) -> str:
-    parts: list[str] = []
-    for item in loc:
-        if isinstance(item, int):
-            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
-        elif item not in ("function-after", "function-before") and not str(item).startswith(("literal[", "function")):
-            parts.append(str(item))
-    return ".".join(parts)
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping."""
 
-
-def one_line_error(source: str, error: ValidationError) -> str:
-    """The first validation error as ``source: field 'a.b[1]': message``."""
-    first = error.errors()[0]
-    field = _location(tuple(first["loc"]))
-    message = str(first["msg"]).removeprefix("Value error, ").replace("Input should be", "should be")
-    if first["type"] == "missing":
-        message = "is required but missing"
-    elif first["type"] == "extra_forbidden":
-        message = "is not a known field (check its spelling)"
-    else:
-        message = f"{message} (got {first.get('input')!r})" if first["type"] != "value_error" else message
-    where = f"field '{field}'" if field else "top level"
-    extra = f" (and {len(error.errors()) - 1} more problems)" if len(error.errors()) > 1 else ""
-    return f"{source}: {where}: {message}{extra}".replace("\n", " ")
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice; keep one", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def parse_spec(data: Any, source: str = "study") -> StudySpec:
@@ -43,9 +40,10 @@ def parse_spec(data: Any, source: str = "study") -> StudySpec:
     if not isinstance(data, dict):
         raise InputError(f"{source}: expected a mapping of study fields at the top level, got {type(data).__name__}")
     try:
-        spec = StudySpec.model_validate(data)
+        # as JSON, strictly: booleans are not numbers, numbers are not strings; lists become tuples
+        spec = StudySpec.model_validate_json(json.dumps(data, default=str), strict=True)
     except ValidationError as error:
-        raise InputError(one_line_error(source, error)) from None
+        raise InputError(one_line_error(source, error, StudySpec)) from None
     check_with_implementations(spec, source)
     return spec
 
@@ -63,15 +61,15 @@ def check_with_implementations(spec: StudySpec, source: str = "study") -> None:
 
 def load_spec(path: str | Path) -> StudySpec:
     """Read and validate a study file; every problem is an ``InputError`` naming the file and field."""
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: study file not found; pass the path of a YAML study file such as studies/demo.yaml")
+    text = read_text(path, "save the study file as UTF-8")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(text, Loader=UniqueKeyLoader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', error)}") from None
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]  # a ReaderError has no problem
+        raise InputError(f"{path}: not valid YAML{where}: {problem}".replace("\n", " ")) from None
     return parse_spec(data, str(path))

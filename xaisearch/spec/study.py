@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Annotated, Any, Literal, cast, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -25,6 +26,7 @@ SeedName = Literal[
     "epsilon_plus", "epsilon_plus_flat", "epsilon_alpha2_beta1", "epsilon_alpha2_beta1_flat", "epsilon_gamma_box"
 ]
 SEED_COMPOSITES: tuple[str, ...] = get_args(SeedName)
+MAX_EVALUATION_BYTES = 16 * 2**30  # evaluation images and masks, held by every worker
 FIRST_LAYER_GROUP = "group"  # first-layer choice meaning "no override: use the group's rule"
 
 
@@ -255,7 +257,7 @@ class ObjectiveSpec(_Strict):
 
 
 class StudySpec(_Strict):
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str
     n_trials: int = Field(gt=0)
     seed: int = 0
     device: str = "auto"
@@ -270,6 +272,17 @@ class StudySpec(_Strict):
     n_heatmaps: int = Field(4, ge=0, le=64)  # heatmap artifacts per trial (fixed evaluation images)
     seeds: list[SeedName] = Field(default_factory=lambda: cast(list[SeedName], list(SEED_COMPOSITES)))
 
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, name: str) -> str:
+        """The name is the run folder's (``runs/<name>``): '..' or 'a/b' would write elsewhere."""
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            raise ValueError(
+                f"{name!r} cannot name a run folder; use letters, digits, '_', '.' and '-', starting with a letter "
+                "or digit"
+            )
+        return name
+
     @field_validator("canonizer")
     @classmethod
     def _known_canonizer(cls, name: str | None) -> str | None:
@@ -283,20 +296,41 @@ class StudySpec(_Strict):
             raise ValueError("give either 'metrics' (a list with weights) or 'suite' (fast or paper), not both or none")
         if self.metrics and not any(metric.weight > 0 for metric in self.metrics):
             raise ValueError("metrics: at least one metric needs a weight > 0")
+        self._evaluation_fits_in_memory()
         channels = self.model.input_shape[0]
         if isinstance(self.data.input_low, list) and len(self.data.input_low) != channels:
             raise ValueError(
                 f"data.input_low/input_high: {len(self.data.input_low)} values for {channels} input channels"
             )
-        if self.data.real and channels != 3:
+        if channels != 3:  # every dataset of the catalog has RGB images
             raise ValueError(
                 f"model.input_shape: data {self.data.name!r} has RGB images, so 3 channels, not {channels}"
+            )
+        height, width = self.model.input_shape[1:]
+        if not self.data.real and height != width:
+            raise ValueError(f"model.input_shape: the shapes images are square; give equal sides, not {height}x{width}")
+        labels = self.data.entry.labels
+        if labels is not None and self.model.num_classes < labels:
+            raise ValueError(
+                f"model.num_classes: {self.model.num_classes} outputs, but data {self.data.name!r} has "
+                f"{labels} labels; give num_classes: {labels} (or more)"
             )
         names = self.metric_names()
         for index, name in enumerate(self.objective.metrics):
             if name not in names:
                 raise ValueError(f"objective.metrics[{index}]: {name!r} is not in this study's metrics {names}")
         return self
+
+    def _evaluation_fits_in_memory(self) -> None:
+        """The evaluation images are held as one float32 tensor (plus a mask each) on every worker."""
+        channels, height, width = self.model.input_shape
+        needed = self.data.n_eval * height * width * (channels * 4 + 1)
+        if needed > MAX_EVALUATION_BYTES:
+            most = MAX_EVALUATION_BYTES // (height * width * (channels * 4 + 1))
+            raise ValueError(
+                f"data.n_eval: {self.data.n_eval} images of {channels}x{height}x{width} need about "
+                f"{needed / 2**30:,.0f} GiB of memory on every worker; use at most {most}"
+            )
 
     def metric_names(self) -> list[str]:
         """Names of the objective's metrics, from ``metrics`` or from the pinned ``suite``."""
