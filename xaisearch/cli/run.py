@@ -248,7 +248,7 @@ def create_study(
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         bench = prepare_workbench(spec, run_dir, console)
-    except InputError:  # bad data root or weights: leave nothing behind
+    except (InputError, KeyboardInterrupt):  # bad data root or weights, or Ctrl-C while training: leave nothing
         if created and not any(run_dir.iterdir()):
             run_dir.rmdir()
         raise
