@@ -9,24 +9,34 @@ the canonizer works inside zennit composites (which hook the model they are give
 
    * *left*: the BN's input is the output of a Conv/Linear that nothing else uses → fold left;
    * *right*: the BN's output is used only as the input of Conv/Linear layers → fold right into
-     each of them (a zero-padded conv gets a border bias map, ``batchnorm.py``);
+     each of them (a zero-padded conv gets a border bias map, ``fold_right.py``);
+   * a BatchNorm subclass with its own ``forward`` or with children (timm's ``BatchNormAct2d``:
+     BN → dropout → activation) folds left only where its forward is provably BN followed by its
+     children, and never right (``norm_act.py``);
    * anything else (BN after a ReLU or a concatenation, a module called twice, …) is listed in
      ``plan.unfolded`` with its producer and consumers.
 
 2. **Functional residuals and gates.** A module whose own ``forward`` adds two tensors
-   (``x + y``, ``out += y``, ``torch.add``, ``Tensor.add``) or multiplies a tensor by a
-   sigmoid gate (squeeze-excitation) is traced again on its own, its submodules as leaves. In
-   that graph each addition becomes ``stack`` → a registered ``zennit.layer.Sum`` child
-   (``canonizer_sum``, ``canonizer_sum_1``, …) and each gated product a ``signal_gate``; the
-   generated code becomes the module's instance ``forward``, bound to the module itself so it
-   reads the live submodules, parameters and buffers. Other products of two tensors are left to
-   autograd and named in ``plan.notes``.
+   (``x + y``, ``out += y``, ``torch.add``, ``Tensor.add``), sums one over a dimension
+   (``torch.sum(x, dim=1)``: a selective kernel's weighted branches), or multiplies a tensor by
+   a gate (a sigmoid, hard sigmoid or softmax of something, possibly reshaped: SE, ECA, SK,
+   CBAM; ``gates.gate_operands``) is traced again on its own, its submodules as leaves. In that
+   graph each addition becomes ``stack`` → a registered ``zennit.layer.Sum`` child
+   (``canonizer_sum``, ``canonizer_sum_1``, …), each sum a ``Sum(dim)`` child, and each gated
+   product a ``signal_gate``; the generated code becomes the module's instance ``forward``,
+   bound to the module itself so it reads the live submodules, parameters and buffers. Other
+   products of two tensors are left to autograd and named in ``plan.notes``. The module's own
+   trace follows the call the model makes: arguments the call omits take their defaults, and
+   constants it passes are traced as constants (``_graph.concrete_arguments``), so
+   ``if shortcut is None`` takes the branch the model takes (timm's ``DlaBasic``) and the
+   generated forward asserts it. The model itself is assumed to be called with its required
+   arguments only.
 
 Limits: the generated forward keeps what Python decided while tracing (``self.training``
 branches, shape arithmetic), which is right in eval mode, the only mode a canonized model is
 used in; a module called more than once keeps its forward (one ``Sum`` per call would be
 needed, since zennit rules store one input per module) and is named in ``plan.notes``, as are
-in-place additions whose input is read again and products without a sigmoid gate. A
+in-place additions whose input is read again and products without a gate. A
 ``BatchNorm1d`` is folded right into a ``Linear`` when the channel counts match; on a 3-D input
 ``(B, C, L)`` with ``L == C`` that would be wrong, which the trace cannot see (``verify`` can).
 
@@ -46,22 +56,27 @@ import torch
 from torch import fx, nn
 from zennit.layer import Sum
 
+from xaisearch.canonize._graph import (
+    ADDS,
+    PRODUCTS,
+    Call,
+    OwnForwardTracer,
+    concrete_arguments,
+    is_kind,
+    module_of,
+    non_tensors,
+    operands,
+)
 from xaisearch.canonize.base import CanonizationPlan, Canonizer, ReplaceForward
 from xaisearch.canonize.fold_left import add_left_fold, left_fold_problem
 from xaisearch.canonize.fold_right import FoldBatchNormRight, needs_bias_map, right_fold_problem
-from xaisearch.canonize.gates import signal_gate
+from xaisearch.canonize.gates import gate_operands, signal_gate
 from xaisearch.canonize.plan import LINEAR_TYPES, BatchNorm, batchnorm_names
 from xaisearch.canonize.plan_cache import PlanCache
 from xaisearch.canonize.residual import SUM_NAME
 
-_ADDS: set[object] = {operator.add, operator.iadd, torch.add, "add", "add_"}
-_PRODUCTS: set[object] = {operator.mul, operator.imul, torch.mul, "mul", "mul_"}
+_REDUCTIONS: set[object] = {torch.sum, "sum"}
 _IN_PLACE: set[object] = {operator.iadd, operator.imul, "add_", "mul_"}
-_GATE_FUNCTIONS: set[object] = {torch.sigmoid, torch.nn.functional.sigmoid, torch.nn.functional.hardsigmoid, "sigmoid"}
-_GATE_MODULES = (nn.Sigmoid, nn.Hardsigmoid)
-_SIZE_METHODS = {"size", "dim", "numel", "nelement", "item", "tolist"}
-_SIZE_ATTRIBUTES = {"shape", "ndim", "dtype", "device"}
-_OPERATORS = {value for value in vars(operator).values() if callable(value)}
 
 
 class UntraceableModelError(ValueError):
@@ -69,72 +84,38 @@ class UntraceableModelError(ValueError):
 
 
 class _StructureTracer(fx.Tracer):
-    """torch.fx's default leaves plus every Conv/Linear/BN/Sum, whatever package defines its subclass."""
+    """torch.fx's default leaves plus every Conv/Linear/BN/Sum, whatever package defines its subclass.
+
+    Records how the model calls each submodule (``calls``: its first call's arguments, proxies
+    for tensors), so that a module's forward traced on its own follows the same branches.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: dict[str, Call] = {}
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
         return isinstance(module, (*LINEAR_TYPES, BatchNorm, Sum)) or super().is_leaf_module(module, qualified_name)
 
-
-class _OwnForwardTracer(fx.Tracer):
-    """Traces one module's own ``forward`` only: every submodule call stays a call."""
-
-    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
-        return True
-
-
-def _kind(node: fx.Node, targets: set[object]) -> bool:
-    return node.op in ("call_function", "call_method") and node.target in targets
+    def call_module(
+        self, m: nn.Module, forward: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        self.calls.setdefault(self.path_of_module(m), (tuple(args), dict(kwargs)))
+        return super().call_module(m, forward, args, kwargs)
 
 
-def _non_tensors(graph: fx.Graph) -> set[fx.Node]:
-    """Nodes that hold sizes, dtypes or devices (``x.size(0) + 1``), not tensors."""
-    found: set[fx.Node] = set()
-    for node in graph.nodes:
-        inputs = node.all_input_nodes
-        if (
-            (node.op == "call_method" and node.target in _SIZE_METHODS)
-            or (node.op == "call_function" and node.target is getattr and node.args[1] in _SIZE_ATTRIBUTES)
-            or (node.op == "call_function" and node.target is len)
-            or (node.op == "call_function" and node.target in _OPERATORS and inputs and set(inputs) <= found)
-        ):
-            found.add(node)
-    return found
-
-
-def _operands(node: fx.Node, targets: set[object], non_tensors: set[fx.Node]) -> tuple[fx.Node, fx.Node] | None:
-    """The two tensor operands of an addition/product in ``targets``; ``None`` for anything else."""
-    if not _kind(node, targets) or node.kwargs.get("alpha", 1) != 1:
+def _summed(node: fx.Node, sizes: set[fx.Node]) -> tuple[fx.Node, int] | None:
+    """``(tensor, dim)`` of ``torch.sum(x, dim)`` / ``x.sum(dim)`` over one dimension (no keepdim, no
+    dtype), which a ``Sum(dim)`` computes; ``None`` for anything else."""
+    if not is_kind(node, _REDUCTIONS) or not node.args or len(node.args) > 2:
         return None
-    operands = list(node.args) + ([node.kwargs["other"]] if "other" in node.kwargs else [])
-    if len(operands) != 2 or not all(isinstance(o, fx.Node) and o not in non_tensors for o in operands):
+    tensor, kwargs = node.args[0], dict(node.kwargs)
+    dim = node.args[1] if len(node.args) == 2 else kwargs.pop("dim", None)
+    if kwargs.pop("keepdim", False) is not False or kwargs or not isinstance(tensor, fx.Node) or tensor in sizes:
         return None
-    first, second = operands
-    assert isinstance(first, fx.Node) and isinstance(second, fx.Node)  # checked just above
-    return first, second
-
-
-def _module_of(node: fx.Node, modules: dict[str, nn.Module]) -> nn.Module | None:
-    """The module a ``call_module`` node calls; ``None`` for any other node."""
-    return modules.get(node.target) if node.op == "call_module" and isinstance(node.target, str) else None
-
-
-def _is_gate(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
-    if node.op == "call_module":
-        return isinstance(_module_of(node, modules), _GATE_MODULES)
-    return _kind(node, _GATE_FUNCTIONS)
-
-
-def _gate_operands(
-    node: fx.Node, modules: dict[str, nn.Module], non_tensors: set[fx.Node]
-) -> tuple[fx.Node, fx.Node] | None:
-    """``(signal, gate)`` of a product whose one operand is a sigmoid, else ``None``."""
-    operands = _operands(node, _PRODUCTS, non_tensors)
-    if operands is None:
-        return None
-    first, second = (_is_gate(o, modules) for o in operands)
-    if first != second:
-        return (operands[1], operands[0]) if first else operands
-    return None
+    if isinstance(dim, (tuple, list)) and len(dim) == 1:
+        dim = dim[0]
+    return (tensor, dim) if isinstance(dim, int) and not isinstance(dim, bool) else None
 
 
 def _owner(node: fx.Node) -> tuple[str, int]:
@@ -166,26 +147,36 @@ def _mutation_is_read_later(node: fx.Node) -> bool:
     return any(user in later for user in node.args[0].users)
 
 
-def explicit_forward(
-    module: nn.Module, label: str
-) -> tuple[Callable[..., Any], dict[str, nn.Module], list[str], list[str]]:
-    """``module``'s forward with tensor additions as ``Sum`` children and sigmoid products as gates.
+def _is_functional(node: fx.Node, sizes: set[fx.Node]) -> bool:
+    """An addition, product or sum over one dimension of tensors: what ``explicit_forward`` rewrites."""
+    return bool(operands(node, ADDS, sizes) or operands(node, PRODUCTS, sizes) or _summed(node, sizes))
 
-    Returns the new forward (a function of ``self``), the ``Sum`` children it calls, what changed
-    and what was left as is (and why); the module itself is not touched.
+
+def explicit_forward(
+    module: nn.Module, label: str, call: Call | None = None
+) -> tuple[Callable[..., Any], dict[str, nn.Module], list[str], list[str]]:
+    """``module``'s forward with tensor additions and sums as ``Sum`` children and gated products
+    (``gates.gate_operands``) as signal-only gates.
+
+    ``call``: how the model calls ``module`` (``(args, kwargs)``; ``None`` for the model itself):
+    arguments it omits or passes as constants are traced as those values
+    (``_graph.concrete_arguments``). Returns the new forward (a function of ``self``), the
+    ``Sum`` children it calls, what changed and what was left as is (and why); the module itself
+    is not touched.
     """
-    graph = _OwnForwardTracer().trace(module)
+    graph = OwnForwardTracer().trace(module, concrete_args=concrete_arguments(module, call) or None)
     modules = dict(module.named_modules())
-    non_tensors = _non_tensors(graph)
+    sizes = non_tensors(graph)
     children: dict[str, nn.Module] = {}
     changes: list[str] = []
     left: list[str] = []
     for node in list(graph.nodes):
-        addends = _operands(node, _ADDS, non_tensors)
-        product = None if addends else _operands(node, _PRODUCTS, non_tensors)
-        if addends is None and product is None:
+        addends = operands(node, ADDS, sizes)
+        product = None if addends else operands(node, PRODUCTS, sizes)
+        summed = None if addends or product else _summed(node, sizes)
+        if addends is None and product is None and summed is None:
             continue
-        gate = _gate_operands(node, modules, non_tensors) if product else None
+        gate = gate_operands(node, modules, sizes) if product else None
         if product and gate is None:
             left.append(f"product `{node.name}` has no sigmoid gate: left to autograd, relevance is not conserved")
             continue
@@ -193,15 +184,21 @@ def explicit_forward(
             left.append(f"in-place `{node.name}` changes a tensor that is read again later: left as is")
             continue
         with graph.inserting_before(node):
-            if addends is not None:
-                name = _free_name(module, children)
-                children[name] = Sum(dim=-1)
-                stacked = graph.call_function(torch.stack, (graph.call_function(torch.broadcast_tensors, addends), -1))
-                replacement = graph.call_module(name, (stacked,))
-                changes.append(f"addition `{node.name}` made explicit ({label}{name})")
-            else:
+            if gate is not None:
                 replacement = graph.call_function(signal_gate, gate)
                 changes.append(f"product `{node.name}` made a signal-only gate")
+            else:
+                name = _free_name(module, children)
+                if addends is not None:
+                    children[name] = Sum(dim=-1)
+                    broadcast = graph.call_function(torch.broadcast_tensors, addends)
+                    replacement = graph.call_module(name, (graph.call_function(torch.stack, (broadcast, -1)),))
+                    changes.append(f"addition `{node.name}` made explicit ({label}{name})")
+                else:
+                    assert summed is not None  # the one case left
+                    children[name] = Sum(dim=summed[1])
+                    replacement = graph.call_module(name, (summed[0],))
+                    changes.append(f"sum `{node.name}` over dim {summed[1]} made explicit ({label}{name})")
         node.replace_all_uses_with(replacement)
         graph.erase_node(node)
     graph.lint()
@@ -224,8 +221,9 @@ class AutoCanonizer(Canonizer):
 
     def _traced_plan(self, model: nn.Module) -> CanonizationPlan:
         plan = CanonizationPlan(batchnorms=batchnorm_names(model))
+        tracer = _StructureTracer()
         try:
-            graph = _StructureTracer().trace(model)
+            graph = tracer.trace(model, concrete_args=concrete_arguments(model, None) or None)
         except Exception as error:
             reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
             more = f" and {len(plan.batchnorms) - 5} more" if len(plan.batchnorms) > 5 else ""
@@ -237,7 +235,7 @@ class AutoCanonizer(Canonizer):
         modules = dict(model.named_modules())
         right = self._fold_batchnorms(graph, model, modules, plan)
         plan.steps += right  # after every left fold: a right fold reads the weights a left fold wrote
-        self._explicit_functionals(graph, modules, plan)
+        self._explicit_functionals(graph, modules, tracer.calls, plan)
         return plan
 
     def _fold_batchnorms(
@@ -247,14 +245,14 @@ class AutoCanonizer(Canonizer):
         aliases = Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
         right_steps: list[FoldBatchNormRight] = []
         for node in graph.nodes:
-            norm = _module_of(node, modules)
+            norm = module_of(node, modules)
             if not isinstance(norm, BatchNorm):
                 continue
             if calls[node.target] > 1:
                 plan.unfolded[node.target] = f"called {calls[node.target]} times; one fold cannot serve every call"
                 continue
             producer = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
-            source = _module_of(producer, modules) if producer is not None else None
+            source = module_of(producer, modules) if producer is not None else None
             if producer is None or source is None:
                 left: str | None = "its input is not a module's output"
             else:
@@ -266,7 +264,7 @@ class AutoCanonizer(Canonizer):
                     continue
             right = None
             for user in node.users:
-                layer = _module_of(user, modules)
+                layer = module_of(user, modules)
                 if layer is None:
                     right = f"its output feeds `{user.name}`, not a module"
                 elif user.args != (node,) or user.kwargs or calls[user.target] > 1:
@@ -288,20 +286,22 @@ class AutoCanonizer(Canonizer):
                 plan.unfolded[name] = "never called in forward (per the torch.fx trace)"
         return right_steps
 
-    def _explicit_functionals(self, graph: fx.Graph, modules: dict[str, nn.Module], plan: CanonizationPlan) -> None:
-        non_tensors = _non_tensors(graph)
+    def _explicit_functionals(
+        self, graph: fx.Graph, modules: dict[str, nn.Module], calls: dict[str, Call], plan: CanonizationPlan
+    ) -> None:
+        sizes = non_tensors(graph)
         owners: dict[str, int] = {}
         for node in graph.nodes:
-            if _operands(node, _ADDS, non_tensors) or _operands(node, _PRODUCTS, non_tensors):
+            if _is_functional(node, sizes):
                 path, call = _owner(node)
                 owners[path] = max(owners.get(path, 0), call)
-        for path, calls in owners.items():
+        for path, entered in owners.items():
             label = f"{path}." if path else ""
-            if calls > 1:
-                plan.notes.append(f"{path or 'model'}: called {calls} times; its additions/products are left as is")
+            if entered > 1:
+                plan.notes.append(f"{path or 'model'}: called {entered} times; its additions/products are left as is")
                 continue
             try:
-                forward, children, changes, left = explicit_forward(modules[path], label)
+                forward, children, changes, left = explicit_forward(modules[path], label, calls.get(path))
             except Exception as error:
                 plan.notes.append(f"{path or 'model'}: cannot trace its own forward ({error}); left as is")
                 continue

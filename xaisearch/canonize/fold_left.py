@@ -7,6 +7,10 @@ then becomes the identity (``plan.IdentityBatchNorm``, ε=0). ``s`` and ``t`` ar
 float64; the weight product runs in the weight's dtype (one more rounding, ≤ 6e-8 relative in
 float32, for a fold five times faster on large models than a float64 round trip of every weight).
 
+A BatchNorm subclass with its own ``forward`` (timm's ``BatchNormAct2d``) folds left only where
+that forward is provably BN followed by its child modules (``norm_act.own_forward_problem``):
+the BN part becomes the identity and its activation keeps running on the folded output.
+
 Plan fragments: ``add_left_fold`` (one pair, or the reason it cannot fold) and
 ``fold_sequential_pairs`` (every Conv/Linear → BN pair inside an ``nn.Sequential``).
 """
@@ -19,6 +23,7 @@ import torch
 from torch import nn
 
 from xaisearch.canonize.base import CanonizationPlan, SurgeryStep, swap_tensor
+from xaisearch.canonize.norm_act import own_forward_problem
 from xaisearch.canonize.plan import (
     LINEAR_TYPES,
     BatchNorm,
@@ -111,7 +116,7 @@ def left_fold_problem(linear: nn.Module, norm: nn.Module) -> str | None:
     """Why ``norm`` cannot be folded into the ``linear`` that feeds it, or ``None`` if it can."""
     if not isinstance(linear, LINEAR_TYPES):
         return f"its input comes from a {type(linear).__name__}, not a Conv/Linear"
-    problem = norm_problem(norm)
+    problem = norm_problem(norm) or own_forward_problem(norm)
     if problem is not None:
         return problem
     outputs = layer_weight(linear).shape[0]

@@ -3,7 +3,9 @@
 Merging right (canonization.md §2.2) scales the *input* channels, ``W'[:, c] = W[:, c]·s_c``, and
 adds the shift's contribution to the bias: exactly for Linear and unpadded convs, through a
 border-dependent bias table inside the layer (``BiasMapConvNd``) for zero-padded ones. Grouped
-convolutions are refused with a reason. ``fold_right_into`` is the one implementation of that
+convolutions are refused with a reason, and so is a BatchNorm subclass with its own ``forward``
+or with children: a right fold would move its affine map past its hidden activation
+(``norm_act.right_fold_norm_problem``). ``fold_right_into`` is the one implementation of that
 fold: ``FoldBatchNormRight`` (whole BNs, the ``auto`` canonizer) and ``_merge_right``'s
 ``FoldSliceRight`` (BN slices into chosen input columns, thresholded ReLUs: DenseNet, Relation
 Network) both call it.
@@ -20,6 +22,7 @@ from torch import nn
 
 from xaisearch.canonize.base import SurgeryStep, swap_tensor
 from xaisearch.canonize.fold_left import layer_bias, layer_weight
+from xaisearch.canonize.norm_act import right_fold_norm_problem
 from xaisearch.canonize.plan import BatchNorm, IdentityBatchNorm, batchnorm_affine, norm_problem
 
 _CONVOLUTIONS = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -118,7 +121,7 @@ def right_fold_layer_problem(layer: nn.Module) -> str | None:
 
 def right_fold_problem(norm: nn.Module, layer: nn.Module) -> str | None:
     """Why ``norm`` cannot be folded into ``layer``, which it feeds, or ``None`` if it can."""
-    problem = norm_problem(norm) or right_fold_layer_problem(layer)
+    problem = norm_problem(norm) or right_fold_norm_problem(norm) or right_fold_layer_problem(layer)
     if problem is not None:
         return problem
     inputs = layer_weight(layer).shape[1]

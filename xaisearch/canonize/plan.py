@@ -2,7 +2,9 @@
 
 * **One definition of "a BatchNorm"**: ``BatchNorm`` (``torch.nn.modules.batchnorm._BatchNorm``,
   so ``BatchNorm1d/2d/3d``, ``SyncBatchNorm`` and user subclasses alike). Every canonizer
-  collects, folds and reports through it; no canonizer keeps its own, narrower list.
+  collects, folds and reports through it; no canonizer keeps its own, narrower list. A
+  subclass that computes more than BN (timm's ``BatchNormAct2d``) is still one; which folds
+  stay exact through it is ``norm_act.py``'s to say.
 * **The records**: ``batchnorm_names`` starts a plan's inventory, ``report_unfolded`` gives every
   BN a fragment did not reach its reason, so nothing is skipped silently.
 * **The BN's own surgery, shared by both folds**: its eval-mode affine map (``batchnorm_affine``)

@@ -6,12 +6,20 @@ from torch import nn
 
 from xaisearch.canonize.base import Canonizer
 from xaisearch.canonize.catalog import CANONIZERS, available
+from xaisearch.canonize.plan import is_batchnorm
 
 __all__ = ["CANONIZERS", "available", "canonizer_name_for", "get_canonizer"]
 
 
 def canonizer_name_for(model: nn.Module) -> str:
-    """The registered canonizer that fits ``model``'s architecture."""
+    """The registered canonizer that fits ``model``'s architecture.
+
+    timm's models (``timm/<name>``) get ``auto`` when they hold a BatchNorm, ``none`` otherwise:
+    their classes are timm's own (none subclasses torchvision's), and tracing finds their folds,
+    whatever the family; timm is not imported to tell."""
+    has_batchnorm = any(is_batchnorm(m) for m in model.modules())
+    if type(model).__module__.partition(".")[0] == "timm":
+        return "auto" if has_batchnorm else "none"
     from torchvision.models import VGG
 
     if isinstance(model, VGG):
@@ -30,7 +38,6 @@ def canonizer_name_for(model: nn.Module) -> str:
         return "densenet.thresh_seq"  # the paper's variant; its border bias maps are visible to LRP rules here
     if isinstance(model, RelationNetwork):
         return "relation_network"
-    has_batchnorm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     if not has_batchnorm:
         return "none"
     return "auto"  # any other BatchNorm model: folds found by tracing; what it cannot fold it names

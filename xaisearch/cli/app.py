@@ -200,26 +200,32 @@ def dashboard(
 
 @app.command()
 def canonize(
-    model: str = typer.Argument(..., help="torchvision builder name (e.g. resnet50, efficientnet_b0) or mini_vgg"),
-    weights: Path | None = typer.Option(None, "--weights", help="state dict file (default: random weights and BN)"),
+    model: str = typer.Argument(
+        ..., help="torchvision builder name (e.g. resnet50, efficientnet_b0), mini_vgg, or timm/<name> (timm/resnet18)"
+    ),
+    weights: Path | None = typer.Option(
+        None, "--weights", help="state dict file, or 'pretrained' for a timm model (default: random weights and BN)"
+    ),
     canonizer: str | None = typer.Option(None, "--canonizer", help="registered canonizer (default: by model type)"),
     check: bool = typer.Option(False, "--check", help="also check conservation, batch consistency, atomicity"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of text"),
     input_size: int = typer.Option(64, "--input-size", help="side of the random square input, in pixels"),
 ) -> None:
-    """Canonize MODEL: print each step, BN coverage, max output difference (float32) and timing; exit 1 on failure."""
+    """Canonize MODEL: print each step, BN coverage, max output difference (float32) and timing, then run
+    the guard a search runs (float64): exit 2 naming the first module whose output differs, 1 on other failures."""
     import json
 
-    from xaisearch.canonize.check import check_named_model
+    from xaisearch.canonize.check import canonize_named_model
+    from xaisearch.canonize.guard import refusal
     from xaisearch.cli.canonize_report import report_text
+    from xaisearch.errors import InputError
 
-    report = check_named_model(model, canonizer, weights, input_size)
-    checked = None
-    if check:
-        checked = check_named_model(model, canonizer, weights, input_size, "float64", relevance=True, atomicity=True)
+    outcome = canonize_named_model(model, canonizer, weights, input_size, check=check)
+    report, checked, guard = outcome.report, outcome.checked, outcome.guard
     if as_json:
         payload = report.to_dict() | {"model": model, "unfolded": list(report.unfolded)}
         payload["unfolded_reasons"] = report.unfolded
+        payload["guard"] = guard.to_dict()
         if checked is not None:
             payload |= {"check": checked.to_dict(), "check_passed": checked.passed()}
         typer.echo(json.dumps(payload))
@@ -227,6 +233,14 @@ def canonize(
         typer.echo(report_text(report, model))
         if checked is not None:
             typer.echo("--check (float64):\n" + report_text(checked, model))
+        restored = "NO" if guard.restore_problems else "yes"
+        typer.echo(
+            f"guard ({guard.dtype}, {guard.images} images): max rel {guard.max_rel_diff:.3g} (bound "
+            f"{guard.bound:.0e}), restored exactly: {restored}: {'passed' if guard.passed() else 'REFUSED'}"
+        )
+    refused = refusal(guard, model, "--canonizer", outcome.alternatives)
+    if refused is not None:
+        raise InputError(refused)
     if not report.passed() or (checked is not None and not checked.passed()):
         raise typer.Exit(1)
 

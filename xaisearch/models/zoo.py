@@ -1,13 +1,16 @@
 """Build a model from its name, class count, input shape and weights (``ModelRef``).
 
 Our own builders register in ``MODELS`` (the registry helper: a duplicate name is an error);
-every torchvision classification builder is available besides them, under its own name.
-Weights that do not load (a file that is no state dict, one for another architecture, a
-torchvision weights name a builder lacks or a machine cannot fetch) are one ``InputError`` line.
+every torchvision classification builder is available besides them, under its own name, and
+every timm model as ``timm/<name>`` (``timm_models.py``; timm is the optional extra
+``xaisearch[timm]``, imported only when such a model is built). Weights that do not load (a file
+that is no state dict, one for another architecture, a torchvision weights name a builder lacks
+or a machine cannot fetch) are one ``InputError`` line.
 """
 
 from __future__ import annotations
 
+import difflib
 import pickle
 import re
 import warnings
@@ -19,6 +22,7 @@ import torch
 from torch import nn
 
 from xaisearch.errors import InputError
+from xaisearch.models import timm_models
 from xaisearch.models.ref import ModelRef
 from xaisearch.registry import Registry
 
@@ -55,14 +59,33 @@ def torchvision_models() -> list[str]:
 
 
 def available() -> list[str]:
-    """Our own models (mini VGG, Relation Networks) plus every torchvision classification builder."""
+    """Our own models (mini VGG, Relation Networks) plus every torchvision classification builder;
+    timm's models (``timm/<name>``, over a thousand) are checked by ``check_model_name`` instead."""
     return MODELS.available() + torchvision_models()
+
+
+def check_model_name(name: str, field: str = "model.name") -> None:
+    """One ``InputError`` line naming ``field`` unless ``name`` is a model ``build_architecture``
+    builds; an unknown name gets the closest known ones."""
+    if timm_models.timm_name(name) is not None:
+        timm_models.check_timm_name(name, field)
+        return
+    known = available()
+    if name in known:
+        return
+    close = difflib.get_close_matches(name, known, n=5, cutoff=0.6) or [n for n in known if n.startswith(name[:4])][:5]
+    raise InputError(
+        f"{field}: unknown model {name!r}; use a torchvision builder such as {close or known[:5]}, one of "
+        f"{MODELS.available()}, or {timm_models.TIMM_PREFIX}<name> for a timm model"
+    )
 
 
 def build_architecture(ref: ModelRef) -> nn.Module:
     """The randomly initialised architecture ``ref`` names."""
     if ref.name in MODELS:
         return MODELS.get(ref.name)(ref)
+    if timm_models.timm_name(ref.name) is not None:
+        return timm_models.timm_architecture(ref)
     if ref.name not in torchvision_models():
         own = MODELS.available()
         raise ValueError(f"unknown model {ref.name!r}; use a torchvision classification builder or {own}")
@@ -244,8 +267,11 @@ def build_model(ref: ModelRef, base_dir: Path | None = None, device: str | torch
     """The model of ``ref`` in eval mode on ``device``, with its weights loaded.
 
     Relative weight paths are resolved against ``base_dir`` (the config file's folder), then
-    the working directory; other strings name torchvision weights (``IMAGENET1K_V1``).
+    the working directory; other strings name torchvision weights (``IMAGENET1K_V1``), or, for
+    ``timm/<name>``, ``pretrained``: timm's weights from the local cache (``timm_models``).
     """
+    if ref.weights == timm_models.PRETRAINED and timm_models.timm_name(ref.name) is not None:
+        return timm_models.timm_pretrained(ref).to(device).eval()
     model = build_architecture(ref)
     if ref.weights is not None:
         candidates = [Path(ref.weights)] if base_dir is None else [base_dir / ref.weights, Path(ref.weights)]
@@ -253,10 +279,12 @@ def build_model(ref: ModelRef, base_dir: Path | None = None, device: str | torch
         if path is not None:
             built = f"model.num_classes {ref.num_classes} and model.input_shape {list(ref.input_shape)}"
             load_weights(model, path, ref.name, sizes=f"{ref.name} was built for {built}")
-        elif re.fullmatch(r"[A-Z0-9_]+", ref.weights):
+        elif re.fullmatch(r"[A-Z0-9_]+", ref.weights) and timm_models.timm_name(ref.name) is None:
             model = torchvision_weights(ref.name, ref.weights, ref.num_classes)
         else:
+            timm_hint = f"; give a checkpoint file or '{timm_models.PRETRAINED}' (timm's own weights)"
             raise FileNotFoundError(
                 f"model weights {ref.weights!r} not found (looked in {[str(p) for p in candidates]})"
+                + (timm_hint if timm_models.timm_name(ref.name) is not None else "")
             )
     return model.to(device).eval()

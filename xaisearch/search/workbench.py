@@ -2,7 +2,9 @@
 
 The model (canonized per trial by the composite, so the canonizer is applied and removed around
 each explanation), the evaluation batches on the worker's device, the search space with its
-resolved layer groups, and the metric suite with its per-batch cache.
+resolved layer groups, and the metric suite with its per-batch cache. Before any trial the
+canonizer guard checks, once, that the canonizer keeps this model's function on the study's own
+images and restores it exactly (``canonize.guard``; two forwards of two images).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from xaisearch.metrics.registry import make_metric
 from xaisearch.metrics.suite import EvalBatch, MetricSuite, WeightedMetric, suite_entries
 from xaisearch.models.ref import ModelRef
 from xaisearch.search.model_preparation import obtain_model
+from xaisearch.search.preflight import guard_study_canonizer
 from xaisearch.search.space import SearchSpace
 from xaisearch.spec import DataSpec, StudySpec
 
@@ -117,6 +120,7 @@ class Workbench:
         space = SearchSpace.build(spec, model, ref, canonizer)
         batches = evaluation_batches(spec.data, spec.model.input_shape[-1], device)
         refuse_non_finite_model(model, batches[0], spec.model.name)
+        guard_study_canonizer(model, canonizer, batches[0].x, spec)
         return cls(spec, device, model, ref, record, space, batches, build_suite(spec))
 
     def seed_reference(self) -> list[dict[str, float]]:

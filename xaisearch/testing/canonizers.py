@@ -15,14 +15,16 @@ or subclass ``CanonizerConformance`` in a test module (pytest collects ``Test*``
         input_shape = (3, 32, 32)
 
 What is checked (``canonize.verify_canonizer`` measures it, on a deep copy with random BN
-statistics): the function is kept within ``tolerance``; ``remove()`` restores the model exactly
-(state, parameter identity, structure, BN ε); BatchNorm coverage (``coverage``): every BN of the
-model is counted, and every one is folded (``"all"``), kept on purpose (``"structural"``), or
-either folded or named with a reason (``"reported"``); optionally, in float64, relevance
-conservation on a bias-free copy (within 1e-4), batch = per-sample attribution and the state
-after the attribution contexts (``relevance``), and failure atomicity (``atomicity``). A failed
-check raises ``AssertionError`` with what was measured (also under ``python -O``). pytest is not
-imported: it is a test dependency, this module is part of the installed package.
+statistics): the function is kept within ``tolerance`` (``tolerance="model_noise"``: in float32,
+1e-5 or, where larger, twice the model's own float32 rounding noise; ``resolved_tolerance``);
+``remove()`` restores the model exactly (state, parameter identity, structure, BN ε); BatchNorm
+coverage (``coverage``): every BN of the model is counted, and every one is folded (``"all"``),
+kept on purpose (``"structural"``), or either folded or named with a reason (``"reported"``);
+optionally, in float64, relevance conservation on a bias-free copy (within 1e-4), batch =
+per-sample attribution and the state after the attribution contexts (``relevance``), and failure
+atomicity (``atomicity``). A failed check raises ``AssertionError`` with what was measured (also
+under ``python -O``). pytest is not imported: it is a test dependency, this module is part of the
+installed package.
 
 The small models at the end (``UnseenNet``, ``mini_resnet``, ``mini_efficientnet``,
 ``zoo_model``) are the ones our own suite runs on; they make good second subjects for a new
@@ -34,7 +36,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from functools import partial
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, TypeAlias
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +47,7 @@ from xaisearch.canonize.plan import batchnorm_names
 from xaisearch.canonize.verify import (
     CONSERVATION_TOLERANCE,
     VerificationReport,
+    _prepared,
     _snapshot,
     randomize_batchnorm,
     restore_problems,
@@ -55,6 +58,8 @@ from xaisearch.canonize.verify import (
 CanonizerFactory = Callable[[], Canonizer]
 ModelFactory = Callable[[], nn.Module]
 Coverage = Literal["all", "structural", "reported"]
+Tolerance: TypeAlias = float | Literal["model_noise"] | None
+FLOAT32_TOLERANCE = 1e-5  # DESIGN §3.5
 
 
 def _expect(condition: bool, failure: object) -> None:
@@ -78,13 +83,62 @@ def check_coverage(report: VerificationReport, coverage: Coverage = "all", model
         _expect(report.bn_total > 0 and named == report.bn_total, (report.bn_folded, report.unfolded))
 
 
+def float32_noise(model: nn.Module, input_shape: tuple[int, ...], batch_size: int = 2, seed: int = 0) -> float:
+    """How far ``model``'s own float32 outputs lie from its float64 outputs, relative to the output scale.
+
+    Measured on the very copy and batch that ``verify_canonizer`` checks in float32 (same
+    ``seed``, random BN statistics): ``max |y₃₂ − y₆₄| / max |y₆₄|``, the largest over equivalent
+    float32 executions of the *unchanged* model: the batch at once and one sample at a time, in
+    the default and (for 4-D inputs) the channels-last memory layout. They differ only in the
+    order of rounding, and on deep random networks that alone moves the output by several times
+    1e-5 (timm's ``efficientnet_b0`` with random BN statistics at 64 px: 2.6e-6 to 9.7e-6 over
+    these executions, 3.8e-5 to 1.3e-4 for another seed).
+    """
+    subject, x = _prepared(model.eval(), torch.float32, "cpu", seed, True, batch_size, input_shape)
+    with torch.no_grad():
+        exact = copy.deepcopy(subject).double()(x.double())
+        layouts = [torch.contiguous_format] + ([torch.channels_last] if x.dim() == 4 else [])
+        noise = 0.0
+        for layout in layouts:
+            laid_out = copy.deepcopy(subject).to(memory_format=layout)
+            batch = x.contiguous(memory_format=layout)
+            for output in (laid_out(batch), torch.cat([laid_out(batch[i : i + 1]) for i in range(len(x))])):
+                noise = max(noise, float((output.double() - exact).abs().max()))
+    scale = float(exact.abs().max())
+    return noise / scale if scale > 0 else noise
+
+
+def resolved_tolerance(
+    tolerance: Tolerance, dtype: torch.dtype, model: nn.Module, input_shape: tuple[int, ...], batch_size: int = 2
+) -> float:
+    """The bound ``check_canonizer`` applies to the relative output difference.
+
+    A number is used as given; ``None`` is 1e-10 in float64 and 1e-5 otherwise. ``"model_noise"``
+    keeps 1e-10 in float64 (where the fold must be exact) and in float32 is
+    ``max(1e-5, 2 · float32_noise(model))``: the check compares two float32 computations, the
+    model and its canonized copy, and each may lie the model's own noise away from the float64
+    output, in opposite directions, so an exact fold can differ from the model by twice that
+    (``|y₃₂ᶜ − y₃₂| ≤ |y₃₂ᶜ − y₆₄| + |y₆₄ − y₃₂|``). Measured: timm's ``efficientnet_b0`` on one
+    thread, canonized vs original 1.31e-5, the original 7.7e-6 and the canonized 5.4e-6 from
+    float64, with the float64 fold exact to 1.8e-14. Float64 is what shows a fold exact; this bound
+    only keeps float32 from failing on the model's own rounding.
+    """
+    if isinstance(tolerance, float | int):
+        return float(tolerance)
+    if dtype == torch.float64:
+        return 1e-10
+    if tolerance == "model_noise" and dtype == torch.float32:
+        return max(FLOAT32_TOLERANCE, 2 * float32_noise(model, input_shape, batch_size))
+    return FLOAT32_TOLERANCE
+
+
 def check_canonizer(
     canonizer_factory: CanonizerFactory,
     model_factory: ModelFactory,
     input_shape: tuple[int, ...],
     *,
     dtype: torch.dtype = torch.float32,
-    tolerance: float | None = None,
+    tolerance: Tolerance = None,
     coverage: Coverage = "all",
     relevance: bool = False,
     atomicity: bool = False,
@@ -93,13 +147,13 @@ def check_canonizer(
 ) -> VerificationReport:
     """Run ``verify_canonizer`` on a fresh model and canonizer and check every measured property.
 
-    ``tolerance``: largest relative output difference (default 1e-10 in float64, 1e-5 otherwise).
-    ``notes=False``: also require that the canonizer left no structure unhandled (``plan.notes``).
-    Returns the report for further checks.
+    ``tolerance``: largest relative output difference (default 1e-10 in float64, 1e-5 otherwise;
+    ``"model_noise"``: in float32 bounded by the model's own rounding noise where that exceeds
+    1e-5, ``resolved_tolerance``). ``notes=False``: also require that the canonizer left no structure
+    unhandled (``plan.notes``). Returns the report for further checks.
     """
-    if tolerance is None:
-        tolerance = 1e-10 if dtype == torch.float64 else 1e-5
     model = model_factory().eval()
+    bound = resolved_tolerance(tolerance, dtype, model, input_shape, batch_size)
     report = verify_canonizer(
         model,
         canonizer_factory(),
@@ -109,7 +163,7 @@ def check_canonizer(
         relevance=relevance,
         atomicity=atomicity,
     )
-    _expect(report.max_rel_diff <= tolerance, (dtype, report.max_rel_diff))
+    _expect(report.max_rel_diff <= bound, (dtype, report.max_rel_diff, "bound", bound))
     _expect(report.restored_exactly, report.restore_problems)
     check_coverage(report, coverage, model)
     if not notes:
@@ -122,7 +176,7 @@ def check_canonizer(
         _expect(report.attribution_problems == [], report.attribution_problems)
     if atomicity:
         _expect(report.atomicity_problems == [], report.atomicity_problems)
-    _expect(report.passed(tolerance), report)
+    _expect(report.passed(bound), report)
     return report
 
 
@@ -161,6 +215,8 @@ class CanonizerConformance:
 
     ``every_check=False`` skips the float64 relevance and atomicity checks (models whose bias-free
     copy cannot conserve, or that are too large to attribute sample by sample).
+    ``float32_tolerance="model_noise"`` bounds the float32 check by twice the model's own rounding
+    noise where that exceeds 1e-5 (``resolved_tolerance``); float64 stays at 1e-10.
     """
 
     canonizer_factory: ClassVar[CanonizerFactory]
@@ -168,6 +224,7 @@ class CanonizerConformance:
     input_shape: ClassVar[tuple[int, ...]]
     coverage: ClassVar[Coverage] = "all"
     every_check: ClassVar[bool] = True
+    float32_tolerance: ClassVar[Tolerance] = None
 
     def _check(self, dtype: torch.dtype, relevance: bool = False, atomicity: bool = False) -> VerificationReport:
         cls = type(self)  # through the class, a function attribute is not bound to the instance
@@ -176,6 +233,7 @@ class CanonizerConformance:
             cls.model_factory,
             cls.input_shape,
             dtype=dtype,
+            tolerance=cls.float32_tolerance if dtype == torch.float32 else None,
             coverage=cls.coverage,
             relevance=relevance,
             atomicity=atomicity,
