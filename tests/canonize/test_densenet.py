@@ -23,7 +23,7 @@ from xaisearch.canonize.base import SurgeryStep
 from xaisearch.canonize.densenet import VARIANTS
 from xaisearch.canonize.fold_right import BiasMapConv2d
 from xaisearch.canonize.plan import IdentityBatchNorm
-from xaisearch.canonize.verify import _snapshot, randomize_batchnorm, restore_problems, structure_snapshot
+from xaisearch.canonize.verify import randomize_batchnorm, restore_problems, state_snapshot, structure_snapshot
 
 CANONIZERS = [f"densenet.{variant}" for variant in VARIANTS]
 
@@ -217,7 +217,7 @@ def test_zennit_composite_restores_the_model_after_attribution(name, random_bn_d
     from zennit.composites import EpsilonPlusFlat
 
     model = random_bn_densenet
-    identities, state = _snapshot(model)
+    identities, state = state_snapshot(model)
     structure = structure_snapshot(model)
     tree = module_tree(model)
     x = torch.rand(2, 3, 32, 32)
@@ -251,7 +251,7 @@ def test_a_failing_step_leaves_the_model_unchanged(name, where, random_bn_densen
             return plan
 
     model = random_bn_densenet
-    identities, state = _snapshot(model)
+    identities, state = state_snapshot(model)
     structure = structure_snapshot(model)
     tree = module_tree(model)
     x = torch.rand(2, 3, 32, 32)

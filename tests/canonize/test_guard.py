@@ -18,7 +18,7 @@ from xaisearch.canonize.base import CanonizationPlan, Canonizer, ReplaceForward,
 from xaisearch.canonize.catalog import CANONIZERS
 from xaisearch.canonize.guard import MODEL_OUTPUT, check_function_kept, guard_canonizer
 from xaisearch.canonize.registry import get_canonizer
-from xaisearch.canonize.verify import _snapshot, randomize_batchnorm, restore_problems, structure_snapshot
+from xaisearch.canonize.verify import randomize_batchnorm, restore_problems, state_snapshot, structure_snapshot
 from xaisearch.cli import main
 from xaisearch.errors import InputError
 from xaisearch.models.mini import mini_vgg
@@ -104,7 +104,7 @@ def images(size: int = 32) -> torch.Tensor:
 )
 def test_the_shipped_canonizers_pass_in_two_forwards_and_the_model_is_untouched(build, canonizer):
     model = build()
-    identities, state = _snapshot(model)
+    identities, state = state_snapshot(model)
     structure = structure_snapshot(model)
     forwards = []
     counter = model.register_forward_hook(lambda *_: forwards.append(1))  # deep copies carry it

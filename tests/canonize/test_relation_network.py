@@ -18,7 +18,7 @@ from tests.canonize.architectures import zennit_guard
 from xaisearch.canonize import get_canonizer, verify_canonizer
 from xaisearch.canonize.base import SurgeryStep
 from xaisearch.canonize.relation_network import RelationNetworkCanonizer
-from xaisearch.canonize.verify import _snapshot, randomize_batchnorm, restore_problems, structure_snapshot
+from xaisearch.canonize.verify import randomize_batchnorm, restore_problems, state_snapshot, structure_snapshot
 from xaisearch.models.relation_network import RelationNetwork, mini_relation_network
 
 
@@ -102,7 +102,7 @@ def test_relevance_is_conserved_on_a_bias_free_copy(model):
 def test_zennit_composite_restores_the_model_after_attribution(model):
     from zennit.composites import EpsilonPlusFlat
 
-    identities, state = _snapshot(model)
+    identities, state = state_snapshot(model)
     structure = structure_snapshot(model)
     x = torch.rand(2, 3, 80, 80)
     before = model(x)
@@ -126,7 +126,7 @@ def test_a_failing_step_leaves_the_model_unchanged(model):
             plan.steps.append(Boom())
             return plan
 
-    identities, state = _snapshot(model)
+    identities, state = state_snapshot(model)
     structure = structure_snapshot(model)
     x = torch.rand(2, 3, 80, 80)
     before = model(x)

@@ -7,7 +7,7 @@ from torchvision.models import DenseNet
 from zennit.composites import EpsilonPlus
 
 from xaisearch.canonize import get_canonizer
-from xaisearch.canonize.verify import _snapshot, randomize_batchnorm, restore_problems
+from xaisearch.canonize.verify import randomize_batchnorm, restore_problems, state_snapshot
 from xaisearch.models.mini import mini_vgg
 from xaisearch.testing.canonizers import UnseenNet, mini_efficientnet, mini_resnet
 
@@ -29,7 +29,7 @@ def test_zennit_composite_removal_restores_the_model(name, build, size):
     randomize_batchnorm(model, torch.Generator().manual_seed(0))
     x = torch.rand(2, 3, size, size)
     before = model(x)
-    identities, state = _snapshot(model)
+    identities, state = state_snapshot(model)
     composite = EpsilonPlus(canonizers=[get_canonizer(name)])
     for _ in range(2):  # register twice: a second apply must start from the restored model
         composite.register(model)

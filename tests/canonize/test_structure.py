@@ -17,10 +17,10 @@ from xaisearch.canonize.auto import UntraceableModelError
 from xaisearch.canonize.fold_right import BiasMapConv2d, FoldBatchNormRight, right_fold_problem
 from xaisearch.canonize.gates import signal_gate
 from xaisearch.canonize.verify import (
-    _snapshot,
     epsilon_composite,
     randomize_batchnorm,
     restore_problems,
+    state_snapshot,
     structure_snapshot,
     verify_canonizer,
 )
@@ -114,7 +114,7 @@ def test_untraceable_model_is_refused_with_the_reason_and_left_untouched():
             return y if y.sum() > 0 else -y
 
     model = DataDependent().eval()
-    identities, state = _snapshot(model)
+    identities, state = state_snapshot(model)
     structure = structure_snapshot(model)
     with pytest.raises(UntraceableModelError, match=r"torch\.fx.*\['norm'\]"):
         get_canonizer("auto").apply(model)
@@ -201,7 +201,7 @@ def test_canonizing_twice_is_refused_and_rolled_back():
     model = random_bn(mini_resnet(BasicBlock))
     handles = get_canonizer("resnet").apply(model)
     try:
-        snapshot = (_snapshot(model), structure_snapshot(model))
+        snapshot = (state_snapshot(model), structure_snapshot(model))
         with pytest.raises(RuntimeError, match="instance forward"):
             get_canonizer("resnet").apply(model)
         assert restore_problems(model, *snapshot[0], snapshot[1]) == []

@@ -7,7 +7,7 @@ import torchvision
 from xaisearch.canonize import get_canonizer, verify_canonizer
 from xaisearch.canonize.base import CanonizationPlan, Canonizer, SurgeryStep
 from xaisearch.canonize.fold_left import FoldBatchNormLeft
-from xaisearch.canonize.verify import _snapshot, restore_problems
+from xaisearch.canonize.verify import restore_problems, state_snapshot
 from xaisearch.models.mini import mini_vgg
 
 
@@ -73,7 +73,7 @@ def test_failed_apply_leaves_the_model_unchanged(random_bn_vgg):
             plan.steps.insert(2, Boom())
             return plan
 
-    identities, state = _snapshot(random_bn_vgg)
+    identities, state = state_snapshot(random_bn_vgg)
     x = torch.rand(2, 3, 48, 48)
     before = random_bn_vgg(x)
     with pytest.raises(RuntimeError, match="boom"):
@@ -100,7 +100,7 @@ def test_model_state_survives_many_attributions(random_bn_vgg):
     from xaisearch.explain.methods import attribute
 
     optimizer = torch.optim.SGD(random_bn_vgg.parameters(), lr=0.1)
-    identities, state = _snapshot(random_bn_vgg)
+    identities, state = state_snapshot(random_bn_vgg)
     composite = EpsilonGammaBox(low=0.0, high=1.0, canonizers=[get_canonizer("vgg")])
     for _ in range(3):
         attribute(random_bn_vgg, composite, torch.rand(2, 3, 48, 48), torch.tensor([0, 1]))

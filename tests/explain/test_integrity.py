@@ -11,14 +11,14 @@ from zennit.attribution import Gradient
 from zennit.composites import EpsilonPlusFlat
 
 from xaisearch.canonize import get_canonizer
-from xaisearch.canonize.verify import _snapshot, restore_problems
+from xaisearch.canonize.verify import restore_problems, state_snapshot
 from xaisearch.explain.methods import attribute
 
 ZENNIT_1 = int(metadata.version("zennit").split(".")[0]) >= 1
 
 
 def test_bare_zennit_changes_state_only_in_1_0(random_bn_vgg):
-    identities, state = _snapshot(random_bn_vgg)
+    identities, state = state_snapshot(random_bn_vgg)
     with Gradient(random_bn_vgg, EpsilonPlusFlat(canonizers=[get_canonizer("vgg")])) as attributor:
         attributor(torch.rand(2, 3, 48, 48), torch.eye(4)[[0, 1]])
     problems = restore_problems(random_bn_vgg, identities, state)
@@ -27,7 +27,7 @@ def test_bare_zennit_changes_state_only_in_1_0(random_bn_vgg):
 
 def test_our_attributions_leave_parameters_state_dict_and_optimizers_intact(random_bn_vgg):
     optimizer = torch.optim.SGD(random_bn_vgg.parameters(), lr=0.1)
-    identities, state = _snapshot(random_bn_vgg)
+    identities, state = state_snapshot(random_bn_vgg)
     composite = EpsilonPlusFlat(canonizers=[get_canonizer("vgg")])
     first = attribute(random_bn_vgg, composite, torch.ones(2, 3, 48, 48), torch.tensor([0, 1]))
     for _ in range(3):

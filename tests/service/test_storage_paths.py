@@ -167,7 +167,12 @@ def test_check_storage_accepts_new_paths_and_creates_nothing(tmp_path):
 
 @pytest.mark.parametrize(
     "url",
-    ["mysql://x", "mysql+pymysql://user:hunter2@db/study", "redis://localhost:6379", "file://storage-host/optuna.journal"],
+    [
+        "mysql://x",
+        "mysql+pymysql://user:hunter2@db/study",
+        "redis://localhost:6379",
+        "file://storage-host/optuna.journal",
+    ],
 )
 def test_check_storage_refuses_an_unknown_scheme_naming_the_accepted_forms(url):
     with pytest.raises(InputError) as error:

@@ -51,7 +51,7 @@ from xaisearch.canonize.recording import (
     recorded,
     relative_difference,
 )
-from xaisearch.canonize.verify import _snapshot, restore_problems, structure_snapshot
+from xaisearch.canonize.verify import restore_problems, state_snapshot, structure_snapshot
 from xaisearch.errors import InputError
 
 GUARD_IMAGES = 2
@@ -105,7 +105,7 @@ def _checked(model: nn.Module, canonizer: Canonizer, x: torch.Tensor, started: f
         if dtype != torch.float64:
             with _perturbed(subject):
                 bound = max(FLOAT32_BOUND, NOISE_FACTOR * relative_difference(reference, subject(x)))
-        identities, state = _snapshot(subject)
+        identities, state = state_snapshot(subject)
         structure = structure_snapshot(subject)
         handles = canonizer.apply(subject)
         try:

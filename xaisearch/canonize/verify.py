@@ -93,7 +93,7 @@ def randomize_batchnorm(model: nn.Module, generator: torch.Generator) -> None:
                     module.bias.copy_(torch.randn(n, generator=generator))
 
 
-def _snapshot(model: nn.Module) -> tuple[dict[str, int], dict[str, torch.Tensor]]:
+def state_snapshot(model: nn.Module) -> tuple[dict[str, int], dict[str, torch.Tensor]]:
     identities = {name: id(p) for name, p in model.named_parameters()}
     state = {key: value.detach().clone() for key, value in model.state_dict().items()}
     return identities, state
@@ -146,7 +146,7 @@ def restore_problems(
     state: dict[str, torch.Tensor],
     structure: dict[str, ModuleSnapshot] | None = None,
 ) -> list[str]:
-    """Differences between ``model`` now and a snapshot taken with ``_snapshot`` (and, if given,
+    """Differences between ``model`` now and a snapshot taken with ``state_snapshot`` (and, if given,
     ``structure_snapshot``: children, instance attributes such as a leftover ``forward``, BN ε,
     hooks); empty if none."""
     problems: list[str] = []
@@ -168,7 +168,7 @@ def restore_problems(
     return problems
 
 
-def _prepared(
+def prepared_copy(
     model: nn.Module,
     dtype: torch.dtype,
     device: torch.device | str,
@@ -202,11 +202,11 @@ def verify_canonizer(
     """Apply ``canonizer`` to a copy of ``model`` and measure function, coverage and restore
     (plus conservation, batch consistency and state after attribution with ``relevance``, and
     failure atomicity with ``atomicity``)."""
-    subject, x = _prepared(model, dtype, device, seed, randomize_bn, batch_size, input_shape)
+    subject, x = prepared_copy(model, dtype, device, seed, randomize_bn, batch_size, input_shape)
     plan = canonizer.plan(subject)
     with torch.no_grad():
         reference = subject(x)
-        identities, state = _snapshot(subject)
+        identities, state = state_snapshot(subject)
         structure = structure_snapshot(subject)
         started = time.perf_counter()
         handles = canonizer.apply(subject)
@@ -241,12 +241,12 @@ def verify_canonizer(
     intact = not problems
     if atomicity:
         if not intact:
-            subject, x = _prepared(model, dtype, device, seed, randomize_bn, batch_size, input_shape)
+            subject, x = prepared_copy(model, dtype, device, seed, randomize_bn, batch_size, input_shape)
         report.atomicity_problems = atomicity_problems(subject, canonizer, x)
         intact = not report.atomicity_problems
     if relevance:
         if not intact:
-            subject, x = _prepared(model, dtype, device, seed, randomize_bn, batch_size, input_shape)
+            subject, x = prepared_copy(model, dtype, device, seed, randomize_bn, batch_size, input_shape)
         ratios, report.batch_rel_diff, report.attribution_problems = relevance_checks(subject, canonizer, x)
         report.conservation_ratios = ratios
         report.conservation_error = max(abs(r - 1.0) for r in ratios)
@@ -316,7 +316,7 @@ def relevance_checks(model: nn.Module, canonizer: Canonizer, x: torch.Tensor) ->
     from xaisearch.integrity import preserved_state
 
     make_bias_free(model)
-    identities, state = _snapshot(model)
+    identities, state = state_snapshot(model)
     structure = structure_snapshot(model)
     with torch.no_grad():
         outputs = model(x)
@@ -370,7 +370,7 @@ def atomicity_problems(model: nn.Module, canonizer: Canonizer, x: torch.Tensor) 
     """
     with torch.no_grad():
         reference = model(x)
-    identities, state = _snapshot(model)
+    identities, state = state_snapshot(model)
     structure = structure_snapshot(model)
     total = len(canonizer.plan(model).steps)
     problems: list[str] = []

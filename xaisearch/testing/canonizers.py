@@ -47,10 +47,10 @@ from xaisearch.canonize.plan import batchnorm_names
 from xaisearch.canonize.verify import (
     CONSERVATION_TOLERANCE,
     VerificationReport,
-    _prepared,
-    _snapshot,
+    prepared_copy,
     randomize_batchnorm,
     restore_problems,
+    state_snapshot,
     structure_snapshot,
     verify_canonizer,
 )
@@ -94,7 +94,7 @@ def float32_noise(model: nn.Module, input_shape: tuple[int, ...], batch_size: in
     1e-5 (timm's ``efficientnet_b0`` with random BN statistics at 64 px: 2.6e-6 to 9.7e-6 over
     these executions, 3.8e-5 to 1.3e-4 for another seed).
     """
-    subject, x = _prepared(model.eval(), torch.float32, "cpu", seed, True, batch_size, input_shape)
+    subject, x = prepared_copy(model.eval(), torch.float32, "cpu", seed, True, batch_size, input_shape)
     with torch.no_grad():
         exact = copy.deepcopy(subject).double()(x.double())
         layouts = [torch.contiguous_format] + ([torch.channels_last] if x.dim() == 4 else [])
@@ -193,7 +193,7 @@ def check_state_survives_attributions(
     model = model_factory().eval()
     randomize_batchnorm(model, torch.Generator().manual_seed(1))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    identities, state = _snapshot(model)
+    identities, state = state_snapshot(model)
     structure = structure_snapshot(model)
     composite = EpsilonGammaBox(low=-3.0, high=3.0, canonizers=[canonizer_factory()])
     x = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(2))
