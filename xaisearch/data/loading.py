@@ -53,11 +53,21 @@ def open_dataset(
     return dataset
 
 
-def seeded_sample(dataset: SampleDataset, n: int, seed: int) -> Sample:
-    """``(x, y, mask)`` of ``min(n, len(dataset))`` items drawn without replacement from ``seed``."""
+def seeded_sample(dataset: SampleDataset, n: int, seed: int, skip: int = 0) -> Sample:
+    """``(x, y, mask)`` of ``min(n, len(dataset) - skip)`` items drawn without replacement from ``seed``.
+
+    ``skip`` passes over the first draws of the same seeded order: the held-out validation images
+    (``skip`` = the search set's size) are then disjoint from the search set by construction.
+    """
     size = len(dataset)
-    if n > size:
-        log.warning("%d evaluation samples asked for, the dataset holds %d: using all of them", n, size)
-    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    if skip >= size:
+        raise ValueError(
+            f"the dataset holds {size} samples and the search set uses {min(skip, size)}: none is left for "
+            "validation; lower data.n_eval or add images"
+        )
+    if skip + n > size:
+        what = "validation" if skip else "evaluation"
+        log.warning("%d %s samples asked for, the dataset holds %d more: using all of them", n, what, size - skip)
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[skip : skip + n].sort().values
     xs, ys, masks = zip(*(dataset[int(i)] for i in order), strict=True)
     return torch.stack(xs), torch.stack([torch.as_tensor(y, dtype=torch.long) for y in ys]), torch.stack(masks)

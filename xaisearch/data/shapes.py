@@ -26,7 +26,7 @@ DISTRACTOR_SHAPES: tuple[str, ...] = ("ring", "bar", "hollow_square")
 BACKGROUND_GREY = 0.5
 _MAX_PLACEMENT_TRIES = 200
 
-Split = Literal["train", "test", "val"]
+Split = Literal["train", "test", "val", "heldout"]  # heldout: the validation images of a search
 GroundTruth = Literal["target", "all_objects"]
 
 

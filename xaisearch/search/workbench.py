@@ -31,35 +31,51 @@ from xaisearch.search.space import SearchSpace
 from xaisearch.spec import DataSpec, StudySpec
 
 
-def evaluation_batches(data: DataSpec, image_size: int, device: torch.device) -> list[EvalBatch]:
-    """The study's evaluation set: the shapes ``val`` split (disjoint from training data), or a
-    seeded sample of the real dataset the study names; masks are B×1×H×W."""
+def evaluation_batches(
+    data: DataSpec, image_size: int, device: torch.device, heldout: bool = False
+) -> list[EvalBatch]:
+    """The study's search set, or with ``heldout`` its validation set; masks are B×1×H×W.
+
+    Shapes: the ``val`` split (disjoint from training data); the validation images come from the
+    ``heldout`` split's own random stream. A real dataset: a seeded sample; the validation images
+    are the next ``n_validation`` draws of the same seeded order, so the two sets never share an image.
+    """
+    count = data.validation_size if heldout else data.n_eval
     if data.name == "shapes":
         from xaisearch.data.shapes import generate
 
-        scenes = generate(data.n_eval, seed=data.seed, split="val", image_size=image_size)
+        scenes = generate(count, seed=data.seed, split="heldout" if heldout else "val", image_size=image_size)
         x, y = torch.from_numpy(scenes.x), torch.from_numpy(scenes.y)
         s = torch.from_numpy(scenes.mask(data.ground_truth))
     else:
-        x, y, s = real_evaluation_set(data, image_size)
+        x, y, s = real_evaluation_set(data, image_size, count, skip=data.n_eval if heldout else 0)
     x, y, s = x.to(device), y.to(device), s.to(device)
     step = data.batch_size
     return [EvalBatch(x[i : i + step], y[i : i + step], s[i : i + step]) for i in range(0, len(x), step)]
 
 
-def real_evaluation_set(data: DataSpec, image_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``data.n_eval`` samples of ``data.name`` under ``data.root``; a missing or empty tree is an input error."""
+def validation_batches(data: DataSpec, image_size: int, device: torch.device) -> list[EvalBatch]:
+    """The held-out validation set: ``data.validation_size`` images disjoint from the search set."""
+    return evaluation_batches(data, image_size, device, heldout=True)
+
+
+def real_evaluation_set(
+    data: DataSpec, image_size: int, count: int | None = None, skip: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``count`` (default ``data.n_eval``) samples of ``data.name`` under ``data.root``, after the
+    first ``skip`` draws; a missing or empty tree is an input error."""
     from xaisearch.data.loading import open_dataset, seeded_sample
 
     try:
         dataset = open_dataset(
             data.name, data.root or "", image_size, data.split, data.classes, data.masks, data.preprocessing
         )
-        x, y, s = seeded_sample(dataset, data.n_eval, data.seed)
+        x, y, s = seeded_sample(dataset, data.n_eval if count is None else count, data.seed, skip)
     except FileNotFoundError as error:
         raise InputError(f"data.root: {str(error).splitlines()[0]}") from None
     except (ValueError, OSError) as error:  # unknown class, wrong split, nothing to sample, unreadable image
-        raise InputError(f"data: {str(error).splitlines()[0]}") from None
+        field = "data.n_validation" if skip else "data"
+        raise InputError(f"{field}: {str(error).splitlines()[0]}") from None
     return x, y, s.unsqueeze(1).to(torch.uint8)
 
 

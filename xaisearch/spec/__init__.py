@@ -16,6 +16,7 @@ from xaisearch.spec.study import (
     SearchSpaceSpec,
     StudySpec,
     TrainingSpec,
+    ValidationSpec,
 )
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "SearchSpaceSpec",
     "StudySpec",
     "TrainingSpec",
+    "ValidationSpec",
     "check_with_implementations",
     "load_spec",
     "one_line_error",

@@ -93,6 +93,8 @@ class DataSpec(_Strict):
 
     name: DatasetName = "shapes"
     n_eval: int = Field(64, gt=0)
+    # held-out images that re-score the best trials when the search ends; None: as many as n_eval
+    n_validation: int | None = Field(None, gt=0)
     seed: int = 1
     ground_truth: Literal["target", "all_objects"] = "target"
     batch_size: int = Field(64, gt=0)
@@ -103,6 +105,11 @@ class DataSpec(_Strict):
     preprocessing: Literal["resize", "resize_crop"] = "resize"
     input_low: float | list[float] | None = None
     input_high: float | list[float] | None = None
+
+    @property
+    def validation_size(self) -> int:
+        """How many held-out images re-score the winners (``n_validation``, default ``n_eval``)."""
+        return self.n_validation if self.n_validation is not None else self.n_eval
 
     @property
     def entry(self) -> DatasetEntry:
@@ -256,6 +263,23 @@ class ObjectiveSpec(_Strict):
         return self
 
 
+class ValidationSpec(_Strict):
+    """How the winner is proven on held-out images (``search.validation``) when the search ends.
+
+    ``top_k`` trials (best on the search set), the best seed composite and plain gradient are
+    re-scored on ``data.n_validation`` images the search never saw; the best there wins.
+    ``test``: the paired test over images of the winner against the runner-up and the best seed
+    (``wilcoxon`` signed-rank, or a paired ``bootstrap`` of the mean difference); differences with
+    p >= ``alpha`` are reported as not distinguishable. ``stability``: re-rank the candidates under
+    the documented metric-setting perturbations (``metrics.settings.PERTURBATIONS``).
+    """
+
+    top_k: int = Field(5, ge=1, le=50)
+    test: Literal["wilcoxon", "bootstrap"] = "wilcoxon"
+    alpha: float = Field(0.05, gt=0, lt=1)
+    stability: bool = True
+
+
 class StudySpec(_Strict):
     name: str
     n_trials: int = Field(gt=0)
@@ -271,6 +295,7 @@ class StudySpec(_Strict):
     objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
     n_heatmaps: int = Field(4, ge=0, le=64)  # heatmap artifacts per trial (fixed evaluation images)
     seeds: list[SeedName] = Field(default_factory=lambda: cast(list[SeedName], list(SEED_COMPOSITES)))
+    validation: ValidationSpec = Field(default_factory=ValidationSpec)
 
     @field_validator("name")
     @classmethod
@@ -324,13 +349,14 @@ class StudySpec(_Strict):
     def _evaluation_fits_in_memory(self) -> None:
         """The evaluation images are held as one float32 tensor (plus a mask each) on every worker."""
         channels, height, width = self.model.input_shape
-        needed = self.data.n_eval * height * width * (channels * 4 + 1)
-        if needed > MAX_EVALUATION_BYTES:
-            most = MAX_EVALUATION_BYTES // (height * width * (channels * 4 + 1))
-            raise ValueError(
-                f"data.n_eval: {self.data.n_eval} images of {channels}x{height}x{width} need about "
-                f"{needed / 2**30:,.0f} GiB of memory on every worker; use at most {most}"
-            )
+        per_image = height * width * (channels * 4 + 1)
+        for field, count in (("n_eval", self.data.n_eval), ("n_validation", self.data.validation_size)):
+            needed = count * per_image
+            if needed > MAX_EVALUATION_BYTES:
+                raise ValueError(
+                    f"data.{field}: {count} images of {channels}x{height}x{width} need about "
+                    f"{needed / 2**30:,.0f} GiB of memory on every worker; use at most {MAX_EVALUATION_BYTES // per_image}"
+                )
 
     def metric_names(self) -> list[str]:
         """Names of the objective's metrics, from ``metrics`` or from the pinned ``suite``."""
@@ -348,9 +374,16 @@ class StudySpec(_Strict):
         if not self.data.real:
             for key in _REAL_ONLY:
                 data["data"].pop(key)
+        # validation settings at their defaults are left out too: studies made before them keep their form
+        if self.data.n_validation is None:
+            data["data"].pop("n_validation")
+        if self.validation == ValidationSpec():
+            data.pop("validation")
         return data
 
     def content_hash(self) -> str:
-        """Hash of everything that defines the search (not the budget, which may grow)."""
-        data = {k: v for k, v in self.stored_form().items() if k not in ("n_trials", "device")}
+        """Hash of everything that defines the search: not the budget (it may grow), nor how the
+        winner is validated afterwards (changing that re-scores, it does not void the trials)."""
+        data = {k: v for k, v in self.stored_form().items() if k not in ("n_trials", "device", "validation")}
+        data["data"] = {k: v for k, v in data["data"].items() if k != "n_validation"}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
