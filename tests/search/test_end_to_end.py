@@ -32,10 +32,13 @@ def test_three_trials_end_to_end_then_resume(tiny_study, write_study, tmp_path, 
         for metric in ("relevance_mass_accuracy", "pixel_flipping"):
             assert isinstance(trial.user_attrs[f"{metric}.mean"], float)
             assert trial.user_attrs[f"{metric}.sem"] >= 0
-    assert "a seed won" in printed or "beats every seed" in printed
+    assert "winner, chosen on 16 held-out images" in printed and "against the runner-up" in printed
     assert (out / "report.html").stat().st_size > 10_000
     config = ExplainerConfig.from_json((out / "best_composite.json").read_text())
-    assert config.scores["objective"] == max(t.value for t in trials)
+    assert config.validation is not None and config.validation.heldout.n_images == 16
+    best_on_search = max(trials, key=lambda t: t.value)
+    assert config.validation.search_best == best_on_search.number
+    assert config.scores["objective"] == trials[config.trial].value
 
     # the exported config reproduces attributions with plain zennit
     model = xaisearch.model_from_config(out / "best_composite.json")

@@ -30,7 +30,7 @@ def real_study(tiny_study, data: dict, weights: str, num_classes: int) -> dict:
         "input_shape": [3, 32, 32],
         "weights": weights,
     }
-    tiny_study["data"] = {**data, "n_eval": 4, "batch_size": 2}
+    tiny_study["data"] = {**data, "n_eval": 2, "n_validation": 2, "batch_size": 2}
     return tiny_study
 
 
@@ -46,6 +46,16 @@ def test_a_study_on_a_voc_tree_runs_and_exports(tiny_study, write_study, tmp_pat
     first = config["first_layer"]
     if first is not None and first["rule"] == "zbox":  # per-channel bounds of the ImageNet normalisation
         assert len(first["params"]["low"]) == 3 and first["params"]["low"][0] < -2
+
+
+def test_a_tree_too_small_for_the_validation_set_fails_before_any_trial(tiny_study, write_study, tmp_path, capsys):
+    write_voc_tree(tmp_path / "voc")
+    study = real_study(tiny_study, {"name": "voc", "root": str(tmp_path / "voc")}, checkpoint(tmp_path, 20), 20)
+    study["data"]["n_eval"] = 1000  # more samples than the tree holds: all are search images
+    assert main(["run", str(write_study(study)), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "data.n_validation" in err and "none is left for validation" in err
+    assert not (tmp_path / "run" / "optuna.journal").exists()
 
 
 def test_a_study_on_an_ilsvrc_tree_runs(tiny_study, write_study, tmp_path):

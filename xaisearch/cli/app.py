@@ -160,14 +160,20 @@ def export(
     study: str = typer.Option(..., "--study", help="study name"),
     storage: str = typer.Option(..., "--storage", help="storage URL or journal file path"),
     output: Path = typer.Option(Path("best_composite.json"), "-o", "--output", help="config file to write"),
-    trial: int | None = typer.Option(None, "--trial", help="trial number (default: the best trial)"),
+    trial: int | None = typer.Option(None, "--trial", help="trial number (default: the winner on held-out images)"),
 ) -> None:
-    """Write the best (or a given) trial as a composite config for xaisearch.composite_from_config."""
-    from xaisearch.search.export import export_trial
+    """Write the winner on held-out images (or a given trial) as a composite config for
+    xaisearch.composite_from_config, with its held-out scores, significance and stability."""
+    from rich.console import Console
+
+    from xaisearch.cli.export import export_validated
     from xaisearch.service.studies import load_existing_study
 
-    config = export_trial(load_existing_study(study, storage), output, trial, field="-o")
-    typer.echo(f"wrote {output} (trial {config.trial}, objective {config.scores.get('objective', float('nan')):.4f})")
+    config = export_validated(load_existing_study(study, storage), output, trial, Console())
+    search = config.scores.get("objective", float("nan"))
+    heldout = config.validation.heldout if config.validation else None
+    on_heldout = "" if heldout is None or heldout.objective is None else f", held-out {heldout.objective:.4f}"
+    typer.echo(f"wrote {output} (trial {config.trial}, objective {search:.4f} on the search set{on_heldout})")
 
 
 @app.command()

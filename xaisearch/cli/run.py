@@ -24,6 +24,7 @@ from xaisearch.search.objective import HeatmapSink, Objective
 from xaisearch.search.preflight import preflight
 from xaisearch.search.study import SEED_NAME_ATTR, completed_trials, study_budget, trials_to_start
 from xaisearch.search.trial_attributes import mean_attr
+from xaisearch.search.validation import ValidationOutcome
 from xaisearch.search.workbench import Workbench
 from xaisearch.service.storage import check_storage, mask_password, refuse_concurrent_sqlite
 from xaisearch.service.studies import default_storage_url, open_study
@@ -42,8 +43,9 @@ class RunOutcome:
     best_config: Path
     report: Path
     ran: int
-    best_is_seed: bool
+    best_is_seed: bool  # the winner (chosen on held-out images) is a seed composite
     best_seed: str | None
+    validation: ValidationOutcome | None = None
 
 
 def _progress(console: Console) -> Progress:
@@ -173,7 +175,7 @@ def comparison_table(study: optuna.Study, metric_names: list[str]) -> tuple[list
 
 
 def heatmap_gallery(
-    bench: Workbench, study: optuna.Study, best_seed: str | None, n_images: int = 6
+    bench: Workbench, study: optuna.Study, winner: optuna.trial.FrozenTrial, best_seed: str | None, n_images: int = 6
 ) -> list[tuple[str, list[str]]]:
     from xaisearch.report.heatmaps import heatmap_rgb, image_rgb, png_data_uri
 
@@ -181,8 +183,8 @@ def heatmap_gallery(
     x, y = batch.x[:n_images], batch.y[:n_images]
     bounds = bench.spec.data.bounds()
     rows = [("input", [png_data_uri(image_rgb(image, *bounds)) for image in x])]
-    chosen = [("best trial", best_trial(study))]
-    if best_seed is not None:
+    chosen = [(f"winner (trial {winner.number})", winner)]
+    if best_seed is not None and seed_trials(study)[best_seed].number != winner.number:
         chosen.append((f"best seed ({best_seed})", seed_trials(study)[best_seed]))
     for label, trial in chosen:
         attribution = bench.explainer(config_of(trial, study))(x, y)
@@ -192,29 +194,38 @@ def heatmap_gallery(
 
 def summarise(
     study: optuna.Study, bench: Workbench, run_dir: Path, console: Console
-) -> tuple[Path, Path, bool, str | None]:
-    """Export the best config, print best vs seeds, write the report."""
+) -> tuple[Path, Path, bool, str | None, ValidationOutcome | None]:
+    """Validate on held-out images, export the winner with its evidence, print the table and what
+    the evidence says, write the report."""
+    from xaisearch.cli.validation_report import heldout_table, sentences, validate_with_progress
     from xaisearch.report.html import write_report
 
+    outcome = validate_with_progress(study, bench.spec, lambda: bench, console)
+    number = outcome.winner.candidate.trial if outcome is not None else None
+    winner = best_trial(study) if number is None else study.get_trials(deepcopy=False)[number]
     best_path = run_dir / BEST_CONFIG_NAME
-    export_trial(study, best_path)
-    header, rows, best_seed = comparison_table(study, bench.suite.names)
-    table = Table(*header, title="best configuration vs seed composites")
+    export_trial(study, best_path, winner.number, evidence=outcome.evidence if outcome else None)
+    _, _, best_seed = comparison_table(study, bench.suite.names)
+    if outcome is not None:
+        header, rows = heldout_table(outcome, study, bench.spec)
+        title = (
+            f"objective on the search set and on {outcome.n_images} held-out images (the winner's set); "
+            "metric columns: held-out means"
+        )
+    else:
+        header, rows, _ = comparison_table(study, bench.suite.names)
+        title = "best configuration vs seed composites"
+    table = Table(*header, title=title)
     for cells in rows:
         table.add_row(*cells)
     console.print(table)
-    best = best_trial(study)
-    best_is_seed = SEED_NAME_ATTR in best.user_attrs
-    if best_is_seed:
-        console.print(f"a seed won: zennit's {best.user_attrs[SEED_NAME_ATTR]} is the best configuration found")
-    elif best_seed is not None and len(study.directions) == 1:
-        seed_value = seed_trials(study)[best_seed].value
-        assert best.value is not None and seed_value is not None  # completed single-objective trials
-        margin = best.value - seed_value
-        console.print(f"best trial #{best.number} beats every seed composite (best seed {best_seed} by {margin:+.4f})")
-    report = write_report(study, run_dir / REPORT_NAME, (header, rows), heatmap_gallery(bench, study, best_seed))
+    best_is_seed = SEED_NAME_ATTR in winner.user_attrs
+    for line in sentences(outcome, bench.spec, study) if outcome is not None else []:
+        console.print(line)
+    gallery = heatmap_gallery(bench, study, winner, best_seed)
+    report = write_report(study, run_dir / REPORT_NAME, (header, rows), gallery)
     console.print(f"wrote {best_path} and {report}")
-    return best_path, report, best_is_seed, best_seed
+    return best_path, report, best_is_seed, best_seed, outcome
 
 
 def check_run_dir(run_dir: Path) -> None:
@@ -248,6 +259,7 @@ def create_study(
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         bench = prepare_workbench(spec, run_dir, console)
+        bench.heldout_batches()  # a dataset too small for the validation set fails now, not after the search
     except (InputError, KeyboardInterrupt):  # bad data root or weights, or Ctrl-C while training: leave nothing
         if created and not any(run_dir.iterdir()):
             run_dir.rmdir()
@@ -282,5 +294,5 @@ def run_study(
         from xaisearch.service.artifacts import heatmap_uploader, open_artifact_store
 
         ran = optimise_here(study, bench, console, heatmap_uploader(open_artifact_store(artifact_dir)))
-    best_path, report, best_is_seed, best_seed = summarise(study, bench, run_dir, console)
-    return RunOutcome(study, run_dir, best_path, report, ran, best_is_seed, best_seed)
+    best_path, report, best_is_seed, best_seed, validation = summarise(study, bench, run_dir, console)
+    return RunOutcome(study, run_dir, best_path, report, ran, best_is_seed, best_seed, validation)

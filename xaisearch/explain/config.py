@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from xaisearch.canonize.catalog import CANONIZERS
 from xaisearch.errors import InputError
+from xaisearch.explain.evidence import ValidationEvidence
 from xaisearch.explain.rules import RULES, normalise_rule, unknown_rule
 from xaisearch.field_errors import one_line_error
 from xaisearch.files import read_text, write_text
@@ -91,6 +92,7 @@ class ExplainerConfig(BaseModel):
     study: str | None = None
     trial: int | None = None
     versions: dict[str, str] = Field(default_factory=dict)
+    validation: ValidationEvidence | None = None  # held-out evidence of the export (``explain.evidence``)
 
     @field_validator("canonizer")
     @classmethod

@@ -65,6 +65,7 @@ class MetricSuite:
         batches: Sequence[EvalBatch],
         explain: Explainer | Any,
         on_batch: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
+        attributions: Sequence[torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Per-sample scores of every metric over all batches: ``{name: Tensor[N]}``.
 
@@ -72,14 +73,21 @@ class MetricSuite:
         metrics) or a composite config; it produces the scored maps and is handed to the
         metrics that explain again. ``on_batch(index, scores_so_far)`` runs after each batch
         (progress, pruning reports). The per-batch caches assume the same batches (same order)
-        on every call, as a worker's evaluation set.
+        on every call, as a worker's evaluation set. ``attributions`` (one map per batch, made by
+        ``explain``) skips the scored explanation: several suites (perturbed metric settings)
+        then score the same maps.
         """
         explainer = make_explainer(explain, model)
         if explainer is None:
             raise ValueError("MetricSuite.score needs an explainer: a callable (x, y) -> a or a composite config")
         collected: dict[str, list[torch.Tensor]] = {name: [] for name in self.names}
+        if attributions is not None and len(attributions) != len(batches):
+            raise ValueError(f"{len(attributions)} attribution maps given for {len(batches)} batches")
         for index, batch in enumerate(batches):
-            attribution = explain_in_chunks(explainer, model, batch.x, batch.y)
+            if attributions is None:
+                attribution = explain_in_chunks(explainer, model, batch.x, batch.y)
+            else:
+                attribution = attributions[index]
             ctx = MetricContext(
                 x=batch.x,
                 y=batch.y,

@@ -9,6 +9,7 @@ import optuna
 
 from xaisearch.errors import InputError
 from xaisearch.explain.config import ExplainerConfig
+from xaisearch.explain.evidence import ValidationEvidence
 from xaisearch.search.study import SEED_NAME_ATTR, WEIGHTS_DIR_ATTR, study_spec
 from xaisearch.search.trial_attributes import CONFIG_ATTR, mean_attr, metric_means
 
@@ -57,15 +58,21 @@ def pick_trial(study: optuna.Study, number: int | None = None) -> optuna.trial.F
 
 
 def export_trial(
-    study: optuna.Study, path: Path, number: int | None = None, field: str | None = None
+    study: optuna.Study,
+    path: Path,
+    number: int | None = None,
+    field: str | None = None,
+    evidence: ValidationEvidence | None = None,
 ) -> ExplainerConfig:
     """Write the best (or given) trial's config to ``path``; weights paths stay valid from there.
 
-    A path that cannot be a file (a folder, under a file, unwritable) is one ``InputError`` naming
-    ``field`` (the option that gave it) and leaves nothing behind."""
+    ``evidence`` (its held-out validation, ``search.validation``) is written with it. A path that
+    cannot be a file (a folder, under a file, unwritable) is one ``InputError`` naming ``field``
+    (the option that gave it) and leaves nothing behind."""
     where = f"{field} {str(path)!r}" if field else repr(str(path))
-    _refuse_unfit_path(path, where)
+    refuse_unfit_path(path, where)
     config = config_of(pick_trial(study, number), study)
+    config.validation = evidence
     weights_dir = study.user_attrs.get(WEIGHTS_DIR_ATTR)
     weights = config.model.weights
     if weights_dir and weights and not Path(weights).is_absolute():
@@ -77,7 +84,7 @@ def export_trial(
     return config
 
 
-def _refuse_unfit_path(path: Path, where: str) -> None:
+def refuse_unfit_path(path: Path, where: str) -> None:
     """Refuse a folder, or a path under a file, before any trial is read."""
     if path.is_dir():
         raise InputError(f"{where}: is a folder; give a file path such as {str(path / 'best_composite.json')!r}")
@@ -97,4 +104,4 @@ def seed_trials(study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
     }
 
 
-__all__ = ["best_trial", "config_of", "export_trial", "pick_trial", "seed_trials"]
+__all__ = ["best_trial", "config_of", "export_trial", "pick_trial", "refuse_unfit_path", "seed_trials"]

@@ -118,6 +118,7 @@ class Workbench:
     batches: list[EvalBatch]
     suite: MetricSuite
     _seed_reference: list[dict[str, float]] | None = None
+    _heldout: list[EvalBatch] | None = None
 
     @classmethod
     def prepare(
@@ -138,6 +139,12 @@ class Workbench:
         refuse_non_finite_model(model, batches[0], spec.model.name)
         guard_study_canonizer(model, canonizer, batches[0].x, spec)
         return cls(spec, device, model, ref, record, space, batches, build_suite(spec))
+
+    def heldout_batches(self) -> list[EvalBatch]:
+        """The validation set on this workbench's device, read once (``validation_batches``)."""
+        if self._heldout is None:
+            self._heldout = validation_batches(self.spec.data, self.spec.model.input_shape[-1], self.device)
+        return self._heldout
 
     def seed_reference(self) -> list[dict[str, float]]:
         """Metric means of every seed composite the space expresses, computed once per worker

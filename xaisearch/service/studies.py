@@ -59,9 +59,10 @@ def open_study(
             "give this study a new name or use another --out/--storage"
         )
     if stored_hash is None:
-        study.set_user_attr(SPEC_ATTR, spec.stored_form())
         study.set_user_attr(SPEC_HASH_ATTR, spec.content_hash())
         study.set_user_attr("versions", versions())
+    if study.user_attrs.get(SPEC_ATTR) != spec.stored_form():  # new, or the same search validated anew
+        study.set_user_attr(SPEC_ATTR, spec.stored_form())
     wanted_budget = budget or spec.n_trials
     if study.user_attrs.get(BUDGET_ATTR) != wanted_budget:
         study.set_user_attr(BUDGET_ATTR, wanted_budget)
