@@ -40,7 +40,13 @@ def test_the_demo_suite_gets_the_baseline_steps_and_pooling_perturbations():
     ]
     found = {p.name: perturbed for p, perturbed in applicable_perturbations(entries)}
     assert set(found) == {
-        "baseline=black", "baseline=blur", "baseline=uniform", "steps/2", "steps*2", "pooling=sum_abs", "pooling=pos_sum"
+        "baseline=black",
+        "baseline=blur",
+        "baseline=uniform",
+        "steps/2",
+        "steps*2",
+        "pooling=sum_abs",
+        "pooling=pos_sum",
     }
     blurred = found["baseline=blur"]
     assert [e.weight for e in blurred] == [1.0, 1.0, 0.5]

@@ -64,9 +64,10 @@ def test_a_planted_search_set_winner_loses_on_held_out_images(tiny_study, write_
     assert evidence["search_best"] == planted and evidence["chosen_on"] == "validation"
     heldout = evidence["heldout"]
     assert heldout["n_images"] == 256 and set(heldout["scores"]) == {"relevance_mass_accuracy", "pixel_flipping"}
-    assert heldout["search_objective"] == optuna.load_study(study_name="tiny", storage=journal(out)).trials[
-        exported["trial"]
-    ].value
+    assert (
+        heldout["search_objective"]
+        == optuna.load_study(study_name="tiny", storage=journal(out)).trials[exported["trial"]].value
+    )
     runner_up = evidence["significance"]["vs_runner_up"]
     assert runner_up["test"] == "wilcoxon" and runner_up["n_pairs"] == 256 and 0 <= runner_up["p_value"] <= 1
     assert evidence["significance"]["vs_best_seed"]["trial"] is not None
@@ -97,12 +98,29 @@ def test_validation_scores_are_stored_and_not_computed_again(tiny_study, write_s
     calls = []
     original = HeldoutScorer.score
     monkeypatch.setattr(HeldoutScorer, "score", lambda self, *a: calls.append(a) or original(self, *a))
-    assert main(["export", "--study", "tiny", "--storage", str(out / "optuna.journal"), "-o", str(tmp_path / "b.json")]) == 0
+    assert (
+        main(["export", "--study", "tiny", "--storage", str(out / "optuna.journal"), "-o", str(tmp_path / "b.json")])
+        == 0
+    )
     assert calls == []
     assert json.loads((tmp_path / "b.json").read_text())["validation"] == first
     # a chosen trial outside the top 3 is validated on request, and only it
-    assert main(["export", "--study", "tiny", "--storage", str(out / "optuna.journal"), "-o", str(tmp_path / "c.json"),
-                 "--trial", "0"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--study",
+                "tiny",
+                "--storage",
+                str(out / "optuna.journal"),
+                "-o",
+                str(tmp_path / "c.json"),
+                "--trial",
+                "0",
+            ]
+        )
+        == 0
+    )
     chosen = json.loads((tmp_path / "c.json").read_text())
     assert chosen["trial"] == 0 and chosen["validation"]["heldout"]["n_images"] == 256
     assert len(calls) <= 1
@@ -118,5 +136,7 @@ def test_held_out_images_are_disjoint_from_the_search_set(tiny_study):
 
 
 def test_an_export_without_validation_still_loads():
-    config = ExplainerConfig.from_json(json.dumps({"model": {"name": "mini_vgg", "num_classes": 4, "input_shape": [3, 32, 32]}}))
+    config = ExplainerConfig.from_json(
+        json.dumps({"model": {"name": "mini_vgg", "num_classes": 4, "input_shape": [3, 32, 32]}})
+    )
     assert config.validation is None

@@ -1,8 +1,10 @@
 """The search space: rule choice per layer group, then that rule's parameters (conditional).
 
 Optuna parameter names are ``<group>.rule`` and ``<group>.<param>`` (``low.gamma``), plus
-``first_layer.rule``; a parameter only exists in trials whose rule uses it. Layer groups are
-resolved to module names once, so every sampled config names its layers explicitly.
+``first_layer.rule``; a parameter only exists in trials whose rule uses it. A range with
+``zero: true`` adds the categorical ``<group>.<param>.zero`` before it: when true the parameter
+is exactly 0 and ``<group>.<param>`` is not sampled. Layer groups are resolved to module names
+once, so every sampled config names its layers explicitly.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from xaisearch.explain.groups import depth_groups, first_layer, linear_layers, n
 from xaisearch.explain.rules import RULES
 from xaisearch.models.ref import ModelRef
 from xaisearch.spec import FIRST_LAYER_GROUP, GRID_SAMPLER, StudySpec
+
+ZERO_SUFFIX = ".zero"  # ``low.gamma.zero``: the choice of exactly 0 (``ParamRange.zero``)
+ZERO_CHOICES = (False, True)
 
 # rule -> the parameters Optuna samples for it, from the one rule table
 SEARCHED_PARAMS: dict[str, tuple[str, ...]] = {
@@ -82,10 +87,12 @@ class SearchSpace:
         for param in SEARCHED_PARAMS.get(rule, ()):
             name = f"{prefix}.{param}"
             grid = self._grid_values(name, param)
+            bounds = self.spec.search_space.ranges[param]
             if grid is not None:
                 params[param] = trial.suggest_categorical(name, grid)
+            elif bounds.zero and trial.suggest_categorical(name + ZERO_SUFFIX, ZERO_CHOICES):
+                params[param] = 0.0
             else:
-                bounds = self.spec.search_space.ranges[param]
                 params[param] = trial.suggest_float(name, bounds.low, bounds.high, log=bounds.log)
         if RULES[rule].bounds:  # z^B: the data's input range, not searched
             params = {"low": self.spec.data.input_low, "high": self.spec.data.input_high}
@@ -134,7 +141,7 @@ class SearchSpace:
             for param, value in rule_params.items():
                 if not self._offers(f"{name}.{param}", param, value):
                     return None, f"{name}.{param}={value} is outside the search space"
-                params[f"{name}.{param}"] = value
+                params.update(self._fixed(f"{name}.{param}", param, value))
         if first not in self.spec.search_space.first_layer:
             return None, f"first_layer does not offer {first!r}"
         params["first_layer.rule"] = first
@@ -145,4 +152,10 @@ class SearchSpace:
         if grid is not None:
             return value in grid
         bounds = self.spec.search_space.ranges[param]
-        return bounds.low <= value <= bounds.high
+        return bounds.low <= value <= bounds.high or (bounds.zero and value == 0)
+
+    def _fixed(self, name: str, param: str, value: float) -> dict[str, Any]:
+        """The Optuna params that make ``param`` equal ``value`` (an offered one), zero choice included."""
+        if self._grid_values(name, param) is not None or not self.spec.search_space.ranges[param].zero:
+            return {name: value}
+        return {name + ZERO_SUFFIX: True} if value == 0 else {name + ZERO_SUFFIX: False, name: value}

@@ -167,6 +167,8 @@ class ParamRange(_Strict):
     low: float
     high: float
     log: bool = True
+    # also offer exactly 0 (a trial first picks '<group>.<param>.zero'); left out of the stored form when false
+    zero: bool = Field(False, exclude_if=lambda zero: not zero)
 
     @model_validator(mode="after")
     def _ordered(self) -> ParamRange:
@@ -192,6 +194,7 @@ class SearchSpaceSpec(_Strict):
     ``layer_groups: depth`` splits convolutions into ``low``/``mid``/``high`` by execution depth
     and puts dense layers in ``dense``; a mapping ``{group: [module names or patterns]}`` names
     them instead. ``first_layer`` lists rules for the first layer; ``group`` keeps its group's.
+    ``ranges.gamma.zero: true`` offers gamma = 0 (LRP-0) beside the log-scale range [low, high].
     """
 
     layer_groups: Literal["depth"] | dict[str, list[str]] = "depth"
@@ -209,6 +212,8 @@ class SearchSpaceSpec(_Strict):
             problem = searchable[name].problem(bounds.low)
             if problem is not None:
                 raise ValueError(f"ranges.{name}.low: {problem}")
+            if bounds.zero and (problem := searchable[name].problem(0.0)) is not None:
+                raise ValueError(f"ranges.{name}.zero: {problem}, so 0 cannot be offered; remove zero")
         return ranges
 
     @model_validator(mode="after")
@@ -355,7 +360,8 @@ class StudySpec(_Strict):
             if needed > MAX_EVALUATION_BYTES:
                 raise ValueError(
                     f"data.{field}: {count} images of {channels}x{height}x{width} need about "
-                    f"{needed / 2**30:,.0f} GiB of memory on every worker; use at most {MAX_EVALUATION_BYTES // per_image}"
+                    f"{needed / 2**30:,.0f} GiB of memory on every worker; "
+                    f"use at most {MAX_EVALUATION_BYTES // per_image}"
                 )
 
     def metric_names(self) -> list[str]:
