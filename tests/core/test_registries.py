@@ -78,7 +78,7 @@ def test_the_spec_accepts_what_is_registered_and_names_the_registry_in_its_error
     monkeypatch.setitem(CANONIZERS._entries, "my_net_canonizer", CANONIZERS.get("none"))
     assert parse_spec(data).canonizer == "my_net_canonizer"
     for field, registry, value in (
-        (("sampler", "name"), SAMPLERS, "cmaes"),
+        (("sampler", "name"), SAMPLERS, "bohb"),
         (("data", "name"), DATASETS, "coco"),
     ):
         broken = demo_data()
