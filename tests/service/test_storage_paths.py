@@ -14,6 +14,7 @@ import optuna
 import pytest
 
 from tests.service.conftest import cli
+from tests.unprivileged import as_ordinary_user
 from xaisearch.cli import main
 from xaisearch.errors import InputError
 from xaisearch.service.dashboard import serve
@@ -38,16 +39,17 @@ def writes(folder: Path) -> bool:
 
 @pytest.fixture
 def read_only_folder(tmp_path) -> Iterator[Path]:
-    """A folder this process genuinely cannot write: mode 0o500, or else a read-only file system."""
+    """A folder this process genuinely cannot write (mode 0o555; as root, the test runs as an
+    ordinary user: ``tests.unprivileged``), holding a journal."""
     folder = tmp_path / "read-only"
     folder.mkdir()
     optuna.create_study(study_name="s", storage=open_storage(str(folder / "existing.journal")))
-    folder.chmod(0o500)
+    (folder / "existing.journal").chmod(0o666)  # the journal is writable: only its folder is not
+    folder.chmod(0o555)
     try:
-        found = next((f for f in (folder, Path("/proc/sys")) if f.is_dir() and not writes(f)), None)
-        if found is None:
-            pytest.skip("root writes into a folder of mode 0o500 and no read-only file system is mounted here")
-        yield found
+        with as_ordinary_user(tmp_path):
+            assert not writes(folder)
+            yield folder
     finally:
         folder.chmod(0o700)
 
@@ -75,9 +77,7 @@ def cannot_work(case: str, tmp_path: Path, read_only: Path | None) -> tuple[str,
         assert read_only is not None
         return str(read_only / "optuna.journal"), f"folder {read_only} is not writable"
     if case == "an existing journal in a read-only folder":  # its lock file could not be made
-        assert read_only is not None
-        if not (read_only / "existing.journal").exists():
-            pytest.skip(f"no journal in {read_only}, a read-only file system")
+        assert read_only is not None and (read_only / "existing.journal").exists()
         return str(read_only / "existing.journal"), f"folder {read_only} is not writable"
     assert case == "empty"
     return "", "storage '': empty"
