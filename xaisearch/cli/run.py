@@ -19,7 +19,7 @@ from rich.table import Table
 
 from xaisearch.devices import resolve_device
 from xaisearch.errors import InputError
-from xaisearch.search.export import best_trial, config_of, export_trial, pick_trial, seed_trials
+from xaisearch.search.export import best_seed_name, best_trial, config_of, export_trial, pick_trial, seed_trials
 from xaisearch.search.objective import HeatmapSink, Objective
 from xaisearch.search.preflight import preflight
 from xaisearch.search.study import SEED_NAME_ATTR, completed_trials, study_budget, trials_to_start
@@ -205,7 +205,7 @@ def summarise(
     best_path = run_dir / BEST_CONFIG_NAME
     exported = export_trial(study, best_path, number, evidence=outcome.evidence if outcome else None)
     winner = pick_trial(study, exported.trial)
-    _, _, best_seed = comparison_table(study, bench.suite.names)
+    best_seed = best_seed_name(study)
     if outcome is not None:
         header, rows = heldout_table(outcome, study, bench.spec)
         title = (

@@ -16,9 +16,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from xaisearch.explain.evidence import Comparison
 from xaisearch.metrics.suite import summary
-from xaisearch.search.export import seed_trials
+from xaisearch.search.export import search_objective, seed_trials
 from xaisearch.search.significance import describe
-from xaisearch.search.validation import ValidationOutcome, search_objective, validate
+from xaisearch.search.validation import ValidationOutcome, validate
 from xaisearch.search.workbench import Workbench, build_suite
 from xaisearch.spec import StudySpec
 

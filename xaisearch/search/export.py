@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 
@@ -12,6 +15,9 @@ from xaisearch.explain.config import ExplainerConfig
 from xaisearch.explain.evidence import ValidationEvidence
 from xaisearch.search.study import SEED_NAME_ATTR, WEIGHTS_DIR_ATTR, study_spec
 from xaisearch.search.trial_attributes import CONFIG_ATTR, mean_attr, metric_means
+
+if TYPE_CHECKING:
+    from xaisearch.metrics.suite import WeightedMetric
 
 
 def config_of(trial: optuna.trial.FrozenTrial, study: optuna.Study) -> ExplainerConfig:
@@ -27,22 +33,33 @@ def config_of(trial: optuna.trial.FrozenTrial, study: optuna.Study) -> Explainer
     return config
 
 
+def search_objective(trial: optuna.trial.FrozenTrial, entries: Sequence[WeightedMetric]) -> float:
+    """The trial's single objective on the search set, or (multi-objective) the weighted objective
+    of its metric means with the study file's weights; ``-inf`` when that is undefined."""
+    if trial.values is not None and len(trial.values) == 1:
+        return float(trial.values[0])
+    from xaisearch.search.normalisation import weighted_objective
+
+    means = {e.metric.name: trial.user_attrs.get(mean_attr(e.metric.name)) for e in entries}
+    value = weighted_objective({k: float("nan") if v is None else v for k, v in means.items()}, entries)
+    return value if math.isfinite(value) else float("-inf")
+
+
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
-    """The best trial; for a multi-objective study, the Pareto-optimal trial with the best
-    weighted objective of the study file's metric weights."""
+    """The best trial on the search set; for a multi-objective study, the Pareto-optimal trial
+    with the best weighted objective of the study file's metric weights."""
     if len(study.directions) == 1:
         return study.best_trial
-    from xaisearch.search.normalisation import weighted_objective
     from xaisearch.search.workbench import build_suite
 
     entries = build_suite(study_spec(study)).entries
+    return max(study.best_trials, key=lambda trial: search_objective(trial, entries))
 
-    def weighted(trial: optuna.trial.FrozenTrial) -> float:
-        means = {e.metric.name: trial.user_attrs.get(mean_attr(e.metric.name)) or float("nan") for e in entries}
-        value = weighted_objective(means, entries)
-        return value if value == value else float("-inf")
 
-    return max(study.best_trials, key=weighted)
+def best_seed_name(study: optuna.Study) -> str | None:
+    """The seed composite with the best search-set objective (``None``: no seed completed)."""
+    seeds = seed_trials(study)
+    return max(seeds, key=lambda name: seeds[name].values[0]) if seeds else None
 
 
 def pick_trial(study: optuna.Study, number: int | None = None) -> optuna.trial.FrozenTrial:
@@ -104,4 +121,9 @@ def seed_trials(study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
     }
 
 
-__all__ = ["best_trial", "config_of", "export_trial", "pick_trial", "refuse_unfit_path", "seed_trials"]
+__all__ = [
+    "best_seed_name",
+    "best_trial", "config_of", "export_trial", "pick_trial", "refuse_unfit_path",
+    "search_objective",
+    "seed_trials",
+]

@@ -34,11 +34,11 @@ from xaisearch.explain.config import ExplainerConfig
 from xaisearch.explain.evidence import HeldoutScores, MeanSem, Significance, ValidationEvidence
 from xaisearch.metrics.settings import applicable_perturbations
 from xaisearch.metrics.suite import MetricSuite, WeightedMetric, summary
-from xaisearch.search.export import config_of, seed_trials
+from xaisearch.search.export import config_of, search_objective, seed_trials
 from xaisearch.search.normalisation import weighted_objective
 from xaisearch.search.significance import paired_test
 from xaisearch.search.stability import stability_of
-from xaisearch.search.trial_attributes import mean_attr, metric_means
+from xaisearch.search.trial_attributes import metric_means
 from xaisearch.search.workbench import Workbench
 from xaisearch.spec import StudySpec
 
@@ -74,15 +74,6 @@ def fingerprint(spec: StudySpec) -> str:
     """What held-out scores depend on: the search (content hash) and the validation set's size."""
     key = f"{spec.content_hash()}:{spec.data.validation_size}:heldout/1"
     return hashlib.sha256(key.encode()).hexdigest()[:12]
-
-
-def search_objective(trial: optuna.trial.FrozenTrial, entries: Sequence[WeightedMetric]) -> float:
-    """The trial's single objective, or the weighted objective of its means (multi-objective)."""
-    if trial.values is not None and len(trial.values) == 1:
-        return float(trial.values[0])
-    means = {e.metric.name: trial.user_attrs.get(mean_attr(e.metric.name)) for e in entries}
-    value = weighted_objective({k: float("nan") if v is None else v for k, v in means.items()}, entries)
-    return value if math.isfinite(value) else float("-inf")
 
 
 def candidates(
