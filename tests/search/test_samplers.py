@@ -22,9 +22,10 @@ import yaml
 from rich.console import Console
 
 from xaisearch.cli.run import create_study, optimise_here
+from xaisearch.errors import InputError
 from xaisearch.spec import SAMPLERS
 from xaisearch.spec.loading import load_spec
-from xaisearch.spec.samplers import SINGLE_OBJECTIVE_ONLY
+from xaisearch.spec.samplers import SEQUENCE_SAMPLERS, SINGLE_OBJECTIVE_ONLY
 
 N_TRIALS = 11
 MODEL_BASED_MULTI_OBJECTIVE = ["tpe", "gp", "nsga2"]
@@ -123,3 +124,31 @@ def test_cma_es_refuses_multi_objective_studies_as_declared() -> None:
     with pytest.raises(ValueError, match="multi-objective"):
         study.optimize(lambda t: (t.suggest_float("x", 0, 1), t.suggest_float("y", 0, 1)), n_trials=1, catch=())
     assert SINGLE_OBJECTIVE_ONLY == {"cmaes"}
+
+
+def test_a_multi_objective_study_may_not_name_a_single_objective_sampler(tiny_study) -> None:
+    from xaisearch.spec import parse_spec
+
+    tiny_study["objective"] = {"type": "multi"}
+    tiny_study["sampler"] = {"name": "cmaes"}
+    with pytest.raises(InputError, match="field 'sampler.name': cmaes optimises one objective"):
+        parse_spec(tiny_study, "study.yaml")
+
+
+@pytest.mark.parametrize("name", sorted(SEQUENCE_SAMPLERS))
+def test_sequence_samplers_get_the_study_seed_not_one_per_trial(tiny_study, name) -> None:
+    """A grid's order and a Sobol' sequence only hold together when every trial shares one seed."""
+    from xaisearch.search.study import TrialSeededSampler, make_sampler
+    from xaisearch.spec import parse_spec
+
+    tiny_study["sampler"] = {"name": name, "grid": GRID} if name == "grid" else {"name": name}
+    spec = parse_spec(tiny_study, "study.yaml")
+
+    class NoSpace:
+        grid = staticmethod(lambda: {"x": [0, 1]})
+
+    sampler = make_sampler(spec, NoSpace())  # type: ignore[arg-type]
+    assert not isinstance(sampler, TrialSeededSampler)
+    tiny_study["sampler"]["name"] = "tpe"
+    tiny_study["sampler"].pop("grid", None)
+    assert isinstance(make_sampler(parse_spec(tiny_study, "study.yaml"), NoSpace()), TrialSeededSampler)  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ from xaisearch.errors import InputError
 from xaisearch.search.space import SearchSpace
 from xaisearch.search.trial_attributes import failure_summary
 from xaisearch.spec import SAMPLERS, StudySpec
-from xaisearch.spec.samplers import GridOf, SamplerFactory
+from xaisearch.spec.samplers import SEQUENCE_SAMPLERS, GridOf, SamplerFactory
 
 SPEC_ATTR = "spec"
 SPEC_HASH_ATTR = "spec_hash"
@@ -85,8 +85,12 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
 
 
 def make_sampler(spec: StudySpec, space: SearchSpace) -> optuna.samplers.BaseSampler:
-    """The spec's sampler (``spec.samplers.SAMPLERS``), seeded per trial (``TrialSeededSampler``)."""
-    return TrialSeededSampler(SAMPLERS.get(spec.sampler.name), spec.seed, space.grid)
+    """The spec's sampler (``spec.samplers.SAMPLERS``), seeded per trial (``TrialSeededSampler``), or
+    once from the study's seed for samplers that walk one sequence through the study."""
+    factory = SAMPLERS.get(spec.sampler.name)
+    if spec.sampler.name in SEQUENCE_SAMPLERS:
+        return factory(spec.seed, space.grid)
+    return TrialSeededSampler(factory, spec.seed, space.grid)
 
 
 def versions() -> dict[str, str]:

@@ -29,7 +29,9 @@ SamplerFactory = Callable[[int, GridOf], "optuna.samplers.BaseSampler"]
 
 SAMPLERS: Registry[SamplerFactory] = Registry("sampler")
 GRID_SAMPLER = "grid"  # the one whose parameters must all have grid values (``sampler.grid``)
-GRID_ORDER_SEED = 0  # the grid's visiting order: one for every trial of every study (see exhaustive_grid)
+# samplers that walk one sequence through the study (the grid's shuffled order, a Sobol' sequence):
+# they are seeded once from the study's seed, never per trial (``search.study.make_sampler``)
+SEQUENCE_SAMPLERS = frozenset({GRID_SAMPLER, "qmc"})
 SINGLE_OBJECTIVE_ONLY = frozenset({"cmaes"})  # Optuna's CMA-ES refuses multi-objective studies
 
 
@@ -56,17 +58,16 @@ def random(seed: int, grid: GridOf) -> optuna.samplers.BaseSampler:
 
 @SAMPLERS.register(GRID_SAMPLER)
 def exhaustive_grid(seed: int, grid: GridOf) -> optuna.samplers.BaseSampler:
-    """Every point of ``sampler.grid`` once, in one fixed shuffled order; then the study stops.
+    """Every point of ``sampler.grid`` once, in one shuffled order; then the study stops.
 
     ``GridSampler`` numbers the points by a permutation drawn from its seed and gives trial ``n``
-    point ``n``. The permutation must be the same in every trial and worker of a study, so it is
-    drawn from the fixed ``GRID_ORDER_SEED``, not from ``seed``: with the per-trial seeds of
-    ``search.study.TrialSeededSampler`` each trial would number the points afresh, repeating
-    some and skipping others (over a third of a 2,401-point grid).
+    point ``n``, so every trial and worker of a study must use the same seed (``SEQUENCE_SAMPLERS``):
+    with a seed per trial each trial would number the points afresh, repeating some and skipping
+    others (over a third of a 2,401-point grid).
     """
     import optuna
 
-    return optuna.samplers.GridSampler(grid(), seed=GRID_ORDER_SEED)
+    return optuna.samplers.GridSampler(grid(), seed=seed)
 
 
 @SAMPLERS.register("nsga2")
@@ -112,7 +113,7 @@ def quasi_monte_carlo(seed: int, grid: GridOf) -> optuna.samplers.BaseSampler:
 
     The sequence is the one of the first trial's search space; parameters outside it (under other
     rules) are sampled at random (seeded). Optuna keeps the sequence's position in the study per
-    seed, so the same seed must reach every trial for the points to form one sequence.
+    seed, so every trial gets the study's seed (``SEQUENCE_SAMPLERS``) and the points form one sequence.
     """
     import optuna
 

@@ -19,7 +19,7 @@ from xaisearch.canonize.catalog import CANONIZERS
 from xaisearch.data.catalog import DATASETS, DatasetEntry
 from xaisearch.explain.rules import RULES, first_layer_rules, searched_params, unknown_rule
 from xaisearch.metrics.catalog import METRICS, Direction
-from xaisearch.spec.samplers import SAMPLERS
+from xaisearch.spec.samplers import SAMPLERS, SINGLE_OBJECTIVE_ONLY
 
 Normalisation = Literal["none", "seed"]  # see search.normalisation
 SeedName = Literal[
@@ -344,6 +344,11 @@ class StudySpec(_Strict):
             raise ValueError(
                 f"model.num_classes: {self.model.num_classes} outputs, but data {self.data.name!r} has "
                 f"{labels} labels; give num_classes: {labels} (or more)"
+            )
+        if self.objective.type == "multi" and self.sampler.name in SINGLE_OBJECTIVE_ONLY:
+            raise ValueError(
+                f"sampler.name: {self.sampler.name} optimises one objective; use objective.type: weighted, "
+                "or a multi-objective sampler (tpe, nsga2, gp)"
             )
         names = self.metric_names()
         for index, name in enumerate(self.objective.metrics):
