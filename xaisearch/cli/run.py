@@ -85,7 +85,7 @@ def prepare_workbench(spec: StudySpec, run_dir: Path, console: Console) -> Workb
 def _best_info(study: optuna.Study) -> str:
     if len(study.directions) > 1 or not completed_trials(study):
         return f"{len(completed_trials(study))} done"
-    return f"best {study.best_value:.4f}"
+    return f"best {study.best_value:.4f} on the search set"
 
 
 def optimise_here(
