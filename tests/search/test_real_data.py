@@ -71,7 +71,7 @@ def test_real_data_problems_are_one_line_input_errors(tiny_study, write_study, t
     assert main(["run", str(missing), "--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "data.root" in err and "nowhere" in err
-    untrained = real_study(tiny_study, {"name": "voc", "root": str(tmp_path)}, weights, 20)
+    untrained = real_study(tiny_study, {"name": "voc", "root": str(write_voc_tree(tmp_path / "voc"))}, weights, 20)
     del untrained["model"]["weights"]
     assert main(["run", str(write_study(untrained)), "--out", str(tmp_path / "b")]) == 2
     assert "model.weights" in capsys.readouterr().err

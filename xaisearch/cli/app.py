@@ -75,6 +75,12 @@ def validate(
         check_storage(storage)
     groups = ", ".join(f"{name} ({len(layers)})" for name, layers in space.groups.items())
     typer.echo(f"{study_file}: valid; canonizer {space.canonizer}; layer groups {groups}")
+    if spec.data.root is not None:  # valid without its data; say what a run will need
+        from xaisearch.data.loading import missing_data_root
+
+        missing = missing_data_root(spec.data.name, spec.data.root)
+        if missing is not None:
+            typer.echo(f"note: 'xaisearch run' needs the data: {missing}")
 
 
 @app.command()

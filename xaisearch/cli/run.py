@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from xaisearch.data.loading import missing_data_root
 from xaisearch.devices import resolve_device
 from xaisearch.errors import InputError
 from xaisearch.search.export import best_seed_name, best_trial, config_of, export_trial, pick_trial, seed_trials
@@ -251,6 +252,8 @@ def create_study(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.manual_seed(spec.seed)
     run_dir = out_dir or Path("runs") / spec.name
+    if spec.data.root is not None and (missing := missing_data_root(spec.data.name, spec.data.root)) is not None:
+        raise InputError(missing)  # first: a missing dataset costs no model build and no weights download
     preflight(spec)  # the model, canonizer, search space and sampler fit: before anything is trained or written
     check_run_dir(run_dir)
     storage_url = default_storage_url(run_dir) if storage_url is None else storage_url  # '' is refused, not replaced

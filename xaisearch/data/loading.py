@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Protocol
 
@@ -31,6 +32,24 @@ class SampleDataset(Protocol):
 def expand_root(root: str) -> Path:
     """``root`` with ``~`` and ``$VARIABLES`` expanded (study files stay free of machine paths)."""
     return Path(os.path.expandvars(os.path.expanduser(root)))
+
+
+def missing_data_root(name: str, root: str) -> str | None:
+    """Why ``root`` cannot hold the real dataset ``name`` (a variable not set, no such folder, no
+    holder folder in it), or ``None`` when it looks right: checked before a model is loaded, so a
+    missing dataset costs no weights download and no training."""
+    holder = DATASETS.get(name).holder
+    if holder is None:
+        return None
+    expanded = expand_root(root)
+    unset = re.findall(r"\$\{?(\w+)", str(expanded))
+    if unset:
+        variables = ", ".join(unset)
+        return f"data.root: {root!r} uses {variables}, which is not set; set it to the folder that holds {holder}"
+    if not (expanded / holder).is_dir():
+        where = "does not exist" if not expanded.exists() else f"holds no {holder}"
+        return f"data.root: {expanded} {where}; point data.root at the folder that holds {holder}"
+    return None
 
 
 def open_dataset(
