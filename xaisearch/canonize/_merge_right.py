@@ -22,6 +22,11 @@ DenseNet note):
   ``θ(x)_c = x_c if s_c·x_c + t_c > 0 else τ_c = −t_c/s_c``. ``ThresholdedReLU`` is a real module
   (a ReLU subclass, so composites map it as they map ReLU), not a hook on the old ReLU.
 
+To reproduce Pahde et al.'s attributions (``densenet.<variant>.paper``), ``FoldSliceRight(...,
+hooked_bias_map=True)`` hides the padded conv's shift map from the rules as their hook did, and
+``threshold_relu(..., plain_gradient=True)`` makes a ``PlainGradientThresholdedReLU``, which no
+composite maps, so the plain gradient crosses it as it crossed their hooked ReLU.
+
 Every step here computes from the model as it is when it registers (so steps can build on one
 another), is atomic on its own, and restores the very objects it replaced.
 """
@@ -56,16 +61,8 @@ def scale_shift(
     return scale, shift
 
 
-class ThresholdedReLU(nn.ReLU):
-    """``θ(x)_c = x_c`` where ``s_c·x_c + t_c > 0``, else ``τ_c = −t_c/s_c`` (canonization.md §2.3).
-
-    Stands where the ReLU of a BN → ReLU → Linear chain stood once the BN is merged into the
-    Linear: ``Linear(ReLU(BN(x))) = Linear'(θ(x))``, for negative ``s_c`` too; channels with
-    ``s_c = 0`` output 0 (their merged weight column is 0). Its gradient is the original ReLU's
-    active mask. Note that inactive positions carry ``τ_c``, not 0, so rules that weight by the
-    input (z⁺, α-β, γ) may give them relevance, as in Pahde et al.'s canonizers. Rules that read
-    the ReLU's *input* (zennit's ``ReLUBetaSmooth``) see the pre-BN value and do not apply.
-    """
+class _Threshold(nn.Module):
+    """The arithmetic of ``ThresholdedReLU`` and ``PlainGradientThresholdedReLU`` (their docstrings)."""
 
     scale: torch.Tensor
     shift: torch.Tensor
@@ -90,6 +87,34 @@ class ThresholdedReLU(nn.ReLU):
         return f"channels={self.scale.numel()}"
 
 
+class ThresholdedReLU(_Threshold, nn.ReLU):
+    """``θ(x)_c = x_c`` where ``s_c·x_c + t_c > 0``, else ``τ_c = −t_c/s_c`` (canonization.md §2.3).
+
+    Stands where the ReLU of a BN → ReLU → Linear chain stood once the BN is merged into the
+    Linear: ``Linear(ReLU(BN(x))) = Linear'(θ(x))``, for negative ``s_c`` too; channels with
+    ``s_c = 0`` output 0 (their merged weight column is 0). Its gradient is the original ReLU's
+    active mask. Note that inactive positions carry ``τ_c``, not 0, so rules that weight by the
+    input (z⁺, α-β, γ) may give them relevance, as in Pahde et al.'s canonizers. Rules that read
+    the ReLU's *input* (zennit's ``ReLUBetaSmooth``) see the pre-BN value and do not apply.
+
+    An ``nn.ReLU`` subclass, so composites map it as they map ReLU (LRP: ``Pass``).
+    """
+
+
+class PlainGradientThresholdedReLU(_Threshold):
+    """``ThresholdedReLU`` that no zennit composite maps: relevance crosses it by the plain gradient.
+
+    Pahde et al.'s canonizers threshold the existing ReLU with a forward pre-hook that keeps its
+    input and a forward hook that recomputes the output from that kept input. The output then no
+    longer depends on the node where zennit's rule hook sits, so the rule (``Pass`` for ReLU)
+    never fires and autograd's own gradient, the active-unit mask ``s_c·x_c + t_c > 0``, carries
+    the relevance. This module is that behaviour without hooks: it is no ``nn.ReLU`` (zennit's
+    ``Activation`` type does not match it), so composites that map by type give it no rule and
+    zennit takes the plain gradient. Composites that map ReLU to another rule (guided backprop's
+    ``ReLUGuidedBackprop``) do not reach it either, as they did not reach the reference's.
+    """
+
+
 class FoldSliceRight(SurgeryStep):
     """Merge ``norm`` (its ``channels``) into the input ``columns`` of ``parent.<name>``.
 
@@ -111,9 +136,11 @@ class FoldSliceRight(SurgeryStep):
         channels: slice | None = None,
         columns: Sequence[slice] = (slice(None),),
         after_relu: bool = False,
+        hooked_bias_map: bool = False,
     ) -> None:
         self.norm, self.parent, self.name, self.description = norm, parent, name, description
         self.channels, self.columns, self.after_relu = channels, tuple(columns), after_relu
+        self.hooked_bias_map = hooked_bias_map
         self._undo: Callable[[], None] | None = None
 
     def register(self) -> None:
@@ -132,7 +159,7 @@ class FoldSliceRight(SurgeryStep):
         in_shift = torch.zeros(inputs, dtype=shift.dtype, device=shift.device)
         for columns in self.columns:
             in_scale[columns], in_shift[columns] = scale, shift
-        self._undo = fold_right_into(self.parent, self.name, layer, in_scale, in_shift)
+        self._undo = fold_right_into(self.parent, self.name, layer, in_scale, in_shift, self.hooked_bias_map)
 
     def remove(self) -> None:
         if self._undo is not None:
@@ -140,9 +167,13 @@ class FoldSliceRight(SurgeryStep):
             self._undo = None
 
 
-def threshold_relu(norm: BatchNorm, width: int, channels: slice | None = None) -> Callable[[nn.Module], nn.Module]:
+def threshold_relu(
+    norm: BatchNorm, width: int, channels: slice | None = None, plain_gradient: bool = False
+) -> Callable[[nn.Module], nn.Module]:
     """A factory for ``SwapChild``: the ``ThresholdedReLU`` of ``norm`` (its ``channels``) over
-    ``width`` input channels; channels outside ``channels`` keep a plain ReLU (``s=1, t=0``)."""
+    ``width`` input channels; channels outside ``channels`` keep a plain ReLU (``s=1, t=0``).
+    ``plain_gradient``: a ``PlainGradientThresholdedReLU`` (Pahde et al.'s hooked threshold)."""
+    kind = PlainGradientThresholdedReLU if plain_gradient else ThresholdedReLU
 
     def make(relu: nn.Module) -> nn.Module:
         if not isinstance(relu, nn.ReLU) or isinstance(relu, ThresholdedReLU):
@@ -151,6 +182,6 @@ def threshold_relu(norm: BatchNorm, width: int, channels: slice | None = None) -
         full_scale = torch.ones(width, dtype=torch.float64, device=scale.device)
         full_shift = torch.zeros(width, dtype=torch.float64, device=scale.device)
         full_scale[channels or slice(None)], full_shift[channels or slice(None)] = scale, shift
-        return ThresholdedReLU(full_scale, full_shift, dtype=running_stats(norm)[0].dtype)
+        return kind(full_scale, full_shift, dtype=running_stats(norm)[0].dtype)
 
     return make

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 CanonizerFactory = Callable[[], "Canonizer"]
 DenseNetVariant = Literal["head_only", "thresh_seq", "seq_thresh", "untangled"]
 DENSENET_VARIANTS: tuple[DenseNetVariant, ...] = get_args(DenseNetVariant)
+# ``densenet.<variant>.paper``: LRP sees what Pahde et al.'s own canonizers show it (densenet.py)
+DENSENET_PAPER_VARIANTS: tuple[DenseNetVariant, ...] = ("thresh_seq", "seq_thresh", "untangled")
 
 CANONIZERS: Registry[CanonizerFactory] = Registry("canonizer")
 
@@ -47,6 +49,10 @@ _BUILT_IN: dict[str, LazyCanonizer] = {
     "efficientnet.structural": LazyCanonizer("efficientnet", "EfficientNetCanonizer", kwargs={"fold": False}),
     "auto": LazyCanonizer("auto", "AutoCanonizer"),
     **{f"densenet.{v}": LazyCanonizer("densenet", "DenseNetCanonizer", (v,)) for v in DENSENET_VARIANTS},
+    **{
+        f"densenet.{v}.paper": LazyCanonizer("densenet", "DenseNetCanonizer", (v,), {"paper_rules": True})
+        for v in DENSENET_PAPER_VARIANTS
+    },
     "relation_network": LazyCanonizer("relation_network", "RelationNetworkCanonizer"),
 }
 for _name, _factory in _BUILT_IN.items():

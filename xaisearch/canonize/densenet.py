@@ -21,6 +21,22 @@ left. The variants (registered as ``densenet.<variant>``):
   per-consumer ``conv2`` copies stacked into one module under the original name, so name-based
   rules attach and give the same relevance as separate copies (rules act per output channel).
   Only the stem's channels, which reach block 1 through max pooling, keep thresholded ReLUs.
+
+``densenet.<variant>.paper`` (``paper_rules=True``; ``thresh_seq``, ``seq_thresh``, ``untangled``)
+is the same surgery with LRP seeing what it sees in Pahde et al.'s own canonizers
+(``quantus_evaluation/canonizers/densenet*.py``), so that attributions reproduce theirs:
+
+* their thresholded ReLU is a pair of hooks that bypass zennit's rule: the plain gradient (the
+  active-unit mask) crosses it, not ``Pass``. Here a ``PlainGradientThresholdedReLU``, which no
+  composite maps;
+* their shift map of a BN merged into a zero-padded conv is a forward hook, which zennit's rules
+  do not recompute: here a ``HookedBiasMapConv2d`` (shift map in a forward hook, the conv's own
+  ``bias`` visible as before);
+* their untangled DenseNet calls ReLU and average pooling functionally, so they take no rule:
+  here every ReLU and average pool of the untangled graph, the head's included, becomes a
+  ``PlainGradient`` module, which no composite maps either.
+
+``head_only`` has no paper form: it is already the reference's baseline arm.
 """
 
 from __future__ import annotations
@@ -31,19 +47,57 @@ from dataclasses import dataclass
 from typing import cast
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.models.densenet import DenseNet, _DenseBlock, _DenseLayer, _Transition
 
 from xaisearch.canonize._merge_right import FoldSliceRight, scale_shift, threshold_relu
 from xaisearch.canonize.base import CanonizationPlan, Canonizer, ReplaceForward, StepSequence, SwapChild, child_module
-from xaisearch.canonize.catalog import DENSENET_VARIANTS, DenseNetVariant
+from xaisearch.canonize.catalog import DENSENET_PAPER_VARIANTS, DENSENET_VARIANTS, DenseNetVariant
 from xaisearch.canonize.fold_left import add_left_fold, layer_weight, scaled_layer
-from xaisearch.canonize.fold_right import BIAS_MAP_TYPES, needs_bias_map, right_fold_layer_problem
+from xaisearch.canonize.fold_right import (
+    BIAS_MAP_TYPES,
+    HOOKED_BIAS_MAP_TYPES,
+    needs_bias_map,
+    right_fold_layer_problem,
+)
 from xaisearch.canonize.plan import BatchNorm, IdentityBatchNorm, batchnorm_names, report_unfolded
 
 VARIANTS: tuple[DenseNetVariant, ...] = DENSENET_VARIANTS  # named in the torch-free catalog
+PAPER_VARIANTS: tuple[DenseNetVariant, ...] = DENSENET_PAPER_VARIANTS
 HEAD_RELU, HEAD_POOL = "head_relu", "head_pool"
 NO_STATISTICS = "no running statistics (track_running_stats=False): its eval output depends on the batch"
+
+
+class PlainGradient(nn.Module):
+    """A ReLU or average pool as a call of its functional form, in a module no composite maps.
+
+    zennit composites map modules by type (ReLU → ``Pass``, average pooling → ``Norm``); this
+    one is neither type, so LRP crosses it by the plain gradient, as it crosses the functional
+    ``F.relu``/``F.avg_pool2d``/``F.adaptive_avg_pool2d`` of Pahde et al.'s untangled DenseNet.
+    """
+
+    def __init__(self, function: Callable[..., torch.Tensor], **arguments: object) -> None:
+        super().__init__()
+        self.function, self.arguments = function, arguments
+
+    @classmethod
+    def of(cls, module: nn.Module) -> PlainGradient:
+        """The functional form of an ``nn.ReLU``, ``nn.AvgPool2d`` or ``nn.AdaptiveAvgPool2d``."""
+        if type(module) is nn.ReLU:
+            return cls(F.relu)
+        if type(module) is nn.AvgPool2d:
+            names = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+            return cls(F.avg_pool2d, **{name: getattr(module, name) for name in names})
+        if type(module) is nn.AdaptiveAvgPool2d:
+            return cls(F.adaptive_avg_pool2d, output_size=module.output_size)
+        raise ValueError(f"a plain-gradient module replaces nn.ReLU or average pooling, found {type(module).__name__}")
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return self.function(input, **self.arguments)
+
+    def extra_repr(self) -> str:
+        return ", ".join([self.function.__name__] + [f"{key}={value}" for key, value in self.arguments.items()])
 
 
 def _module_head_forward(self: DenseNet, x: torch.Tensor) -> torch.Tensor:
@@ -172,16 +226,18 @@ def _dense_blocks(model: DenseNet) -> list[_Block]:
 
 
 def _merge_through_relu(
-    chain: _PreActivation, description: str, channels: slice | None = None
+    chain: _PreActivation, description: str, paper: bool, channels: slice | None = None
 ) -> tuple[SwapChild, FoldSliceRight]:
     """The two steps of BN → ReLU → Linear merged right (canonization.md §2.3): the ReLU becomes
-    the BN's thresholded ReLU and the BN (or its ``channels``) folds into the layer's columns."""
+    the BN's thresholded ReLU and the BN (or its ``channels``) folds into the layer's columns.
+    ``paper``: the threshold takes the plain gradient and a border map is hooked (module docstring)."""
     which = "" if channels is None else " on the stem channels"
+    gradient = " (plain gradient)" if paper else ""
     relu = SwapChild(
         chain.relu.parent,
         chain.relu.name,
-        threshold_relu(chain.norm, chain.norm.num_features, channels),
-        f"{chain.relu.path}: thresholded ReLU{which} of {chain.norm_name}",
+        threshold_relu(chain.norm, chain.norm.num_features, channels, plain_gradient=paper),
+        f"{chain.relu.path}: thresholded ReLU{which} of {chain.norm_name}{gradient}",
     )
     columns = (slice(None),) if channels is None else [channels]
     merge = FoldSliceRight(
@@ -192,11 +248,12 @@ def _merge_through_relu(
         channels=channels,
         columns=columns,
         after_relu=True,
+        hooked_bias_map=paper,
     )
     return relu, merge
 
 
-def _threshold(plan: CanonizationPlan, chain: _PreActivation) -> None:
+def _threshold(plan: CanonizationPlan, chain: _PreActivation, paper: bool) -> None:
     """BN → ReLU → Linear becomes identity → ThresholdedReLU → Linear' (canonization.md §2.3)."""
     linear = child_module(chain.linear.parent, chain.linear.name)
     problem = NO_STATISTICS if chain.norm.running_mean is None else right_fold_layer_problem(linear)
@@ -206,8 +263,11 @@ def _threshold(plan: CanonizationPlan, chain: _PreActivation) -> None:
     if problem is not None:
         plan.unfolded[chain.norm_name] = problem
         return
-    border = f" (becomes a {BIAS_MAP_TYPES[type(linear)].__name__}: border bias map)" if needs_bias_map(linear) else ""
-    relu, merge = _merge_through_relu(chain, f"{chain.norm_name}: merged right into {chain.linear.path}{border}")
+    border = ""
+    if needs_bias_map(linear):
+        kind = (HOOKED_BIAS_MAP_TYPES if paper else BIAS_MAP_TYPES)[type(linear)].__name__
+        border = f" (becomes a {kind}: {'shift map in a forward hook' if paper else 'border bias map'})"
+    relu, merge = _merge_through_relu(chain, f"{chain.norm_name}: merged right into {chain.linear.path}{border}", paper)
     identity = IdentityBatchNorm(chain.norm, chain.norm_name)
     plan.steps.append(StepSequence([relu, merge, identity], f"{merge.description}, through {chain.relu.path}"))
     plan.folded.append(chain.norm_name)
@@ -220,28 +280,45 @@ def _stem_and_norm2_left(plan: CanonizationPlan, model: DenseNet, blocks: list[_
         add_left_fold(plan, f"{name}.conv1", layer.conv1, f"{name}.norm2", layer.norm2)
 
 
-def _head_only(plan: CanonizationPlan, model: DenseNet, blocks: list[_Block]) -> None:
+def _head_only(plan: CanonizationPlan, model: DenseNet, blocks: list[_Block], paper: bool) -> None:
     """The baseline arm: the module-form head (added for every variant) and nothing else."""
 
 
-def _thresh_seq(plan: CanonizationPlan, model: DenseNet, blocks: list[_Block]) -> None:
+def _thresh_seq(plan: CanonizationPlan, model: DenseNet, blocks: list[_Block], paper: bool) -> None:
     """Every BN → ReLU → Conv/Linear merged right through a threshold, then ``norm0`` folded left."""
     for block in blocks:
         for name, layer in block.layers:
-            _threshold(plan, _pre_activation(name, layer, "1"))
-            _threshold(plan, _pre_activation(name, layer, "2"))
-        _threshold(plan, block.exit)
+            _threshold(plan, _pre_activation(name, layer, "1"), paper)
+            _threshold(plan, _pre_activation(name, layer, "2"), paper)
+        _threshold(plan, block.exit, paper)
     add_left_fold(plan, "features.conv0", model.features.conv0, "features.norm0", model.features.norm0)
 
 
-def _seq_thresh(plan: CanonizationPlan, model: DenseNet, blocks: list[_Block]) -> None:
-    """``norm0`` and every ``norm2`` folded left, then every block consumer merged right through a threshold."""
+def _seq_thresh(plan: CanonizationPlan, model: DenseNet, blocks: list[_Block], paper: bool) -> None:
+    """``norm0`` and every ``norm2`` folded left, then every block consumer merged right through a threshold.
+
+    ``relu2`` stays a plain ReLU. The reference also thresholds it, with ``norm2`` already the
+    identity (τ = 0): a ReLU under the plain gradient, where ``Pass`` gives the same relevance,
+    since ``conv2``'s rule gives none to the zeros the ReLU outputs."""
     _stem_and_norm2_left(plan, model, blocks)
     for chain in [chain for block in blocks for chain in block.consumers()]:
-        _threshold(plan, chain)
+        _threshold(plan, chain, paper)
 
 
-def _untangled(plan: CanonizationPlan, model: DenseNet, blocks: list[_Block]) -> None:
+def _plain_gradient_slots(model: DenseNet, blocks: list[_Block]) -> list[_Slot]:
+    """Every ReLU and average pool of the untangled graph that no threshold takes: each layer's
+    ``relu2``, ``relu1`` past block 1, the exits' ReLUs past block 1, the transition pools, the head pool."""
+    slots = [_Slot(model, HEAD_POOL, HEAD_POOL)]
+    for block in blocks:
+        slots += [_Slot(layer, "relu2", f"{name}.relu2") for name, layer in block.layers]
+        if block.entry is not None:  # block 1's consumers threshold the stem channels
+            slots += [_Slot(layer, "relu1", f"{name}.relu1") for name, layer in block.layers] + [block.exit.relu]
+            parent = block.entry.parent  # the transition before this block
+            slots.append(_Slot(parent, "pool", block.entry.path.rsplit(".", 1)[0] + ".pool"))
+    return slots
+
+
+def _untangled(plan: CanonizationPlan, model: DenseNet, blocks: list[_Block], paper: bool) -> None:
     """Pahde et al.'s ``UntanglingCanonizer`` (canonization.md §7.5) as widened modules."""
     _stem_and_norm2_left(plan, model, blocks)
     consumers_by_block = [block.consumers() for block in blocks]
@@ -265,7 +342,7 @@ def _untangled(plan: CanonizationPlan, model: DenseNet, blocks: list[_Block]) ->
         if block.entry is None:  # the stem reaches block 1 through max pooling: merge right, thresholded
             for c in consumers:
                 description = f"{c.norm_name}[:{width}]: merged right into {c.linear.path}"
-                relu, merge = _merge_through_relu(c, description, stem_channels)
+                relu, merge = _merge_through_relu(c, description, paper, stem_channels)
                 plan.steps.append(StepSequence([relu, merge], merge.description))
         else:
             plan.steps.append(
@@ -283,9 +360,13 @@ def _untangled(plan: CanonizationPlan, model: DenseNet, blocks: list[_Block]) ->
     for c in [c for consumers in consumers_by_block for c in consumers]:
         plan.steps.append(IdentityBatchNorm(c.norm, c.norm_name))
         plan.folded.append(c.norm_name)
+    if paper:
+        for slot in _plain_gradient_slots(model, blocks):
+            description = f"{slot.path}: plain gradient (functional in the reference)"
+            plan.steps.append(SwapChild(slot.parent, slot.name, PlainGradient.of, description))
 
 
-VariantPlan = Callable[[CanonizationPlan, DenseNet, list[_Block]], None]
+VariantPlan = Callable[[CanonizationPlan, DenseNet, list[_Block], bool], None]
 VARIANT_PLANS: dict[DenseNetVariant, VariantPlan] = {
     "head_only": _head_only,
     "thresh_seq": _thresh_seq,
@@ -300,14 +381,20 @@ UNREACHED: dict[DenseNetVariant, str] = {
 class DenseNetCanonizer(Canonizer):
     """Canonizes a torchvision ``DenseNet`` in one of ``VARIANTS`` (module docstring)."""
 
-    def __init__(self, variant: DenseNetVariant = "thresh_seq") -> None:
+    def __init__(self, variant: DenseNetVariant = "thresh_seq", paper_rules: bool = False) -> None:
         if variant not in VARIANT_PLANS:
             raise ValueError(f"unknown DenseNet canonizer variant {variant!r}; choose one of {VARIANTS}")
-        self.variant = variant
-        self.name = f"densenet.{variant}"
+        if paper_rules and variant not in PAPER_VARIANTS:
+            raise ValueError(
+                f"densenet.{variant} has no paper_rules form (it is the reference's baseline arm already); "
+                f"choose one of {PAPER_VARIANTS}"
+            )
+        self.variant, self.paper_rules = variant, paper_rules
+        self.name = f"densenet.{variant}" + (".paper" if paper_rules else "")
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.variant!r})"
+        paper = ", paper_rules=True" if self.paper_rules else ""
+        return f"{type(self).__name__}({self.variant!r}{paper})"
 
     def plan(self, model: nn.Module) -> CanonizationPlan:
         if not isinstance(model, DenseNet):
@@ -318,6 +405,6 @@ class DenseNetCanonizer(Canonizer):
         plan.steps.append(
             ReplaceForward(model, _module_head_forward, head, "head: functional ReLU and average pooling as modules")
         )
-        VARIANT_PLANS[self.variant](plan, model, blocks)
+        VARIANT_PLANS[self.variant](plan, model, blocks, self.paper_rules)
         report_unfolded(plan, UNREACHED.get(self.variant, "not reached by the canonizer"))
         return plan

@@ -8,7 +8,9 @@ or with children: a right fold would move its affine map past its hidden activat
 (``norm_act.right_fold_norm_problem``). ``fold_right_into`` is the one implementation of that
 fold: ``FoldBatchNormRight`` (whole BNs, the ``auto`` canonizer) and ``_merge_right``'s
 ``FoldSliceRight`` (BN slices into chosen input columns, thresholded ReLUs: DenseNet, Relation
-Network) both call it.
+Network) both call it. ``hooked_bias_map=True`` makes a zero-padded conv a ``HookedBiasMapConvNd``
+instead: the same function, with the shift map in a forward hook that LRP rules do not see, as
+in Pahde et al.'s code (the ``densenet.<variant>.paper`` canonizers).
 """
 
 from __future__ import annotations
@@ -63,7 +65,10 @@ class _BiasMap(nn.modules.conv._ConvNd):
 
     def bias_map(self, in_size: tuple[int, ...], out_size: tuple[int, ...]) -> torch.Tensor:
         """The bias of every output position, ``(out_channels, *out_size)``."""
-        table = cast(torch.Tensor, self.bias)  # always set: _bias_map_conv builds it with its table
+        return self._look_up(cast(torch.Tensor, self.bias), in_size, out_size)  # set by _bias_map_conv
+
+    def _look_up(self, table: torch.Tensor, in_size: tuple[int, ...], out_size: tuple[int, ...]) -> torch.Tensor:
+        """Each output position's entry of ``table`` (out_channels, *runs): its run of taps inside the input."""
         index: list[torch.Tensor] = []
         device = table.device
         for dim, (length, outputs) in enumerate(zip(in_size, out_size)):
@@ -98,6 +103,57 @@ BIAS_MAP_TYPES: dict[type[nn.Module], type[_BiasMap]] = {
 }
 
 
+class _HookedBiasMap(_BiasMap):
+    """A zero-padded Conv that received a BN from the right, with the BN shift outside LRP's view.
+
+    Pahde et al.'s formulation (``SequentialMergeBatchNormtoRight``, canonization.md §2.2, §7.4):
+    the conv keeps its own ``bias`` (``None`` for DenseNet's ``conv2``) and the whole shift map
+    ``Σ_{c, k valid} W[o, c, k]·t_c``, interior and border alike, is added by a forward hook. The
+    module computes the same function as a ``BiasMapConvNd``, but zennit's rules recompute
+    ``module.forward``, which hooks bypass: their ``z`` holds no part of the shift, and parameter
+    modifiers never touch it. The map is the buffer ``shift_table`` (the ``_BiasMap`` table over
+    runs of taps), and the hook is this module's own, put first among its forward hooks, so every
+    later hook (zennit's, a user's) sees the full output.
+    """
+
+    shift_table: torch.Tensor
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        dims = len(self.kernel_size)  # zero padding only (needs_bias_map): the plain functional conv
+        bias = cast("torch.Tensor | None", self.bias)
+        return _CONVOLUTIONS[dims](input, self.weight, bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def bias_map(self, in_size: tuple[int, ...], out_size: tuple[int, ...]) -> torch.Tensor:
+        """The hooked shift of every output position, ``(out_channels, *out_size)`` (no own bias)."""
+        return self._look_up(self.shift_table, in_size, out_size)
+
+
+def _add_hooked_shift(module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+    """The forward hook of a ``HookedBiasMapConvNd``: its output plus the BN shift map."""
+    conv = cast(_HookedBiasMap, module)
+    dims = len(conv.kernel_size)
+    return output + conv.bias_map(tuple(args[0].shape[-dims:]), tuple(output.shape[-dims:]))
+
+
+class HookedBiasMapConv1d(_HookedBiasMap, nn.Conv1d):
+    """``nn.Conv1d`` plus a right-folded BN's shift map, added by a forward hook (hidden from LRP rules)."""
+
+
+class HookedBiasMapConv2d(_HookedBiasMap, nn.Conv2d):
+    """``nn.Conv2d`` plus a right-folded BN's shift map, added by a forward hook (hidden from LRP rules)."""
+
+
+class HookedBiasMapConv3d(_HookedBiasMap, nn.Conv3d):
+    """``nn.Conv3d`` plus a right-folded BN's shift map, added by a forward hook (hidden from LRP rules)."""
+
+
+HOOKED_BIAS_MAP_TYPES: dict[type[nn.Module], type[_HookedBiasMap]] = {
+    nn.Conv1d: HookedBiasMapConv1d,
+    nn.Conv2d: HookedBiasMapConv2d,
+    nn.Conv3d: HookedBiasMapConv3d,
+}
+
+
 def needs_bias_map(layer: nn.Module) -> bool:
     """Whether a BN folded right into ``layer`` needs a border bias map: a zero-padded conv."""
     if not isinstance(layer, nn.modules.conv._ConvNd) or layer.padding_mode != "zeros":
@@ -129,15 +185,18 @@ def right_fold_problem(norm: nn.Module, layer: nn.Module) -> str | None:
     return f"{features} channels, but the layer after it takes {inputs} inputs" if inputs != features else None
 
 
-def folded_right(layer: nn.Module, scale: torch.Tensor, shift: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def folded_right(
+    layer: nn.Module, scale: torch.Tensor, shift: torch.Tensor, own_bias: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Weight and bias of ``layer`` with the per-input-channel map ``x ↦ s·x + t`` before it folded in.
 
     ``scale``/``shift`` (float64) have one entry per input channel of ``layer``. The bias is a
     vector for Linear and unpadded convs, and the ``BiasMapConvNd`` table (``_BiasMap``) for a
-    zero-padded conv (``needs_bias_map``).
+    zero-padded conv (``needs_bias_map``). ``own_bias=False``: leave ``layer``'s own bias out
+    (the shift's contribution alone, for a ``HookedBiasMapConvNd`` that keeps its bias apart).
     """
     weight = layer_weight(layer).detach()
-    layer_b = layer_bias(layer)
+    layer_b = layer_bias(layer) if own_bias else None
     dtype = weight.dtype
     view = (1, -1) + (1,) * (weight.dim() - 2)
     taps = (weight.double() * shift.view(view)).sum(dim=1)  # (out, *kernel): each tap's share of the shift
@@ -153,17 +212,27 @@ def folded_right(layer: nn.Module, scale: torch.Tensor, shift: torch.Tensor) -> 
 
 
 def fold_right_into(
-    parent: nn.Module, key: str, layer: nn.Module, scale: torch.Tensor, shift: torch.Tensor
+    parent: nn.Module,
+    key: str,
+    layer: nn.Module,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    hooked_bias_map: bool = False,
 ) -> Callable[[], None]:
     """Fold ``x ↦ s·x + t`` (per input channel) into ``layer`` = ``parent.<key>``; return its exact undo.
 
     Linear and unpadded convs get new ``weight``/``bias`` objects (swapped in and back by
-    identity); a zero-padded conv is replaced in ``parent`` by a ``BiasMapConvNd`` and the undo
-    puts the original object back. Atomic: on an error nothing is changed.
+    identity); a zero-padded conv is replaced in ``parent`` by a ``BiasMapConvNd`` (with
+    ``hooked_bias_map``: a ``HookedBiasMapConvNd``, Pahde et al.'s hook that LRP rules do not see)
+    and the undo puts the original object back. Atomic: on an error nothing is changed.
     """
-    weight, bias = folded_right(layer, scale, shift)
     if needs_bias_map(layer):
-        replacement = _bias_map_conv(cast(nn.modules.conv._ConvNd, layer), weight, bias)  # needs_bias_map: a conv
+        conv = cast(nn.modules.conv._ConvNd, layer)  # needs_bias_map: a conv
+        if hooked_bias_map:
+            weight, table = folded_right(layer, scale, shift, own_bias=False)
+            replacement: _BiasMap = _hooked_bias_map_conv(conv, weight, table)
+        else:
+            replacement = _bias_map_conv(conv, *folded_right(layer, scale, shift))
         parent._modules[key] = replacement
 
         def restore_module() -> None:
@@ -171,6 +240,7 @@ def fold_right_into(
                 parent._modules[key] = layer
 
         return restore_module
+    weight, bias = folded_right(layer, scale, shift)
     old_weight = swap_tensor(layer, "weight", weight)
     try:
         old_bias = swap_tensor(layer, "bias", bias)
@@ -247,4 +317,34 @@ def _bias_map_conv(conv: nn.modules.conv._ConvNd, weight: torch.Tensor, table: t
     for key, value in vars(conv).items():  # keep user hooks firing while the replacement stands in
         if key.startswith(("_forward_hooks", "_forward_pre_hooks")):
             setattr(new, key, type(value)(value))
+    return new
+
+
+def _hooked_bias_map_conv(conv: nn.modules.conv._ConvNd, weight: torch.Tensor, table: torch.Tensor) -> _HookedBiasMap:
+    """A ``HookedBiasMapConvNd`` with ``conv``'s hyper-parameters, hooks and own bias (a copy), ``weight``,
+    and the shift ``table`` as its buffer, added by its own forward hook ahead of every other."""
+    make = cast(Callable[..., _HookedBiasMap], HOOKED_BIAS_MAP_TYPES[type(conv)])
+    own_bias = layer_bias(conv)
+    new = make(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=own_bias is not None,
+        padding_mode=conv.padding_mode,
+        device="meta",
+    )
+    grad = conv.weight.requires_grad
+    new.weight = nn.Parameter(weight, requires_grad=grad)
+    if own_bias is not None:
+        new.bias = nn.Parameter(own_bias.detach().clone(), requires_grad=own_bias.requires_grad)
+    new.register_buffer("shift_table", table)
+    new.train(conv.training)
+    for key, value in vars(conv).items():  # keep user hooks firing while the replacement stands in
+        if key.startswith(("_forward_hooks", "_forward_pre_hooks")):
+            setattr(new, key, type(value)(value))
+    new.register_forward_hook(_add_hooked_shift, prepend=True)
     return new
