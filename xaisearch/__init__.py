@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["ExplainerConfig", "composite_from_config", "model_from_config", "__version__"]
+__all__ = ["ExplainerConfig", "attributor_from_config", "composite_from_config", "model_from_config", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("composite_from_config", "model_from_config"):
+    if name in ("attributor_from_config", "composite_from_config", "model_from_config"):
         from xaisearch.explain import from_config
 
         return getattr(from_config, name)

@@ -62,7 +62,7 @@ def test_a_bad_rule_parameter_names_the_file_the_field_with_its_index_and_the_ru
     [
         ({"format": "xaisearch.composite/2"}, "format", "'xaisearch.composite/2' is not a format this xaisearch reads"),
         ({"canonizer": "vggg"}, "canonizer", "unknown canonizer 'vggg'"),
-        ({"method": "smoothgrad"}, "method", "should be 'lrp' or 'gradient'"),
+        ({"method": "smoothgrads"}, "method", "unknown method 'smoothgrads'; choose one of ['lrp', 'gradient',"),
         ({"model": MODEL | {"num_classes": 0}}, "model.num_classes", "greater than 0"),
         ({"model": MODEL | {"input_shape": "3x32x32"}}, "model.input_shape", "valid array"),
         ({"groups": [{"name": "low", "layers": ["features.0"], "rule": "lrp0"}]}, "groups[0].rule", "unknown rule"),

@@ -1,9 +1,10 @@
 """ExplainerConfig: one explanation setting as data, with a versioned JSON form.
 
 The JSON (format ``xaisearch.composite/1``, DESIGN.md §3.3) names the model, the canonizer, the
-method, and for each layer group its explicit layer names, rule and parameters. It is what a
-search exports and what ``xaisearch.composite_from_config`` turns back into a zennit composite
-that reproduces the trial's attributions bit for bit.
+method and its ``params`` (``explain.baselines``), and for LRP each layer group's explicit layer
+names, rule and parameters. It is what a search exports and what ``xaisearch.composite_from_config``
+(LRP and the composite-only methods) or ``xaisearch.attributor_from_config`` (every method) turn
+back into zennit objects that reproduce the trial's attributions bit for bit.
 
 Every problem with a config file is one ``InputError`` line naming the file and the field
 (``groups[0].params``), as for study files; ``model_differences`` and ``missing_layers`` say why a
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from xaisearch.canonize.catalog import CANONIZERS
 from xaisearch.errors import InputError
+from xaisearch.explain.baselines import LRP, METHODS, normalise_method, unknown_method
 from xaisearch.explain.evidence import ValidationEvidence
 from xaisearch.explain.rules import RULES, normalise_rule, unknown_rule
 from xaisearch.field_errors import one_line_error
@@ -28,7 +30,6 @@ from xaisearch.files import read_text, write_text
 from xaisearch.models.ref import ModelRef
 
 CONFIG_FORMAT: Literal["xaisearch.composite/1"] = "xaisearch.composite/1"
-Method = Literal["lrp", "gradient"]
 
 
 class _RuleFields(BaseModel):
@@ -85,7 +86,9 @@ class ExplainerConfig(BaseModel):
     format: Literal["xaisearch.composite/1"] = CONFIG_FORMAT
     model: ModelRef
     canonizer: str = "none"
-    method: Method = "lrp"
+    method: str = LRP  # a name in ``explain.baselines.METHODS``
+    # the method's parameters, defaults filled in; left out of the JSON when empty (LRP: older files' form)
+    params: dict[str, Any] = Field(default_factory=dict, validate_default=True, exclude_if=lambda params: not params)
     groups: list[GroupRule] = Field(default_factory=list)
     first_layer: FirstLayerRule | None = None
     scores: dict[str, float] = Field(default_factory=dict)
@@ -100,6 +103,27 @@ class ExplainerConfig(BaseModel):
         if name not in CANONIZERS:
             raise ValueError(f"unknown canonizer {name!r}; choose from {CANONIZERS.available()}")
         return name
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, method: str) -> str:
+        if method not in METHODS:
+            raise ValueError(unknown_method(method))
+        return method
+
+    @field_validator("params")
+    @classmethod
+    def _valid_params(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        method = info.data.get("method")  # absent when the method itself was refused: that error is reported
+        return params if method is None else normalise_method(method, params)
+
+    @field_validator("groups", "first_layer")
+    @classmethod
+    def _rules_are_lrp(cls, value: Any, info: ValidationInfo) -> Any:
+        method = info.data.get("method", LRP)
+        if value and method != LRP:
+            raise ValueError(f"rules apply to method 'lrp' only, not {method!r}; remove {info.field_name}")
+        return value
 
     @field_validator("groups")
     @classmethod

@@ -24,13 +24,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
 # Direction and Category are defined in the torch-free catalog (study files are validated against it)
 from xaisearch.metrics.catalog import Category, Direction
+
+if TYPE_CHECKING:
+    from xaisearch.explain.config import ExplainerConfig
 
 
 class Explainer(Protocol):
@@ -67,9 +70,7 @@ class ModelExplainer:
 def make_explainer(explainer: Any, model: nn.Module | None) -> Explainer | None:
     """An explainer from a composite config (path, dict, ``ExplainerConfig``) or a callable.
 
-    A config is turned into a zennit composite with ``xaisearch.composite_from_config`` for each
-    model it explains,
-    and applied with ``explain.methods.attribute``.
+    A config is read and validated once and explains with its own method (``config_explainer``).
     """
     from xaisearch.explain.config import ExplainerConfig
 
@@ -80,13 +81,24 @@ def make_explainer(explainer: Any, model: nn.Module | None) -> Explainer | None:
     if model is None:
         raise ValueError("an explainer given as a composite config needs the model")
     from xaisearch.explain.config import load_config
-    from xaisearch.explain.from_config import composite_from_config
-    from xaisearch.explain.methods import attribute
 
-    config, _ = load_config(explainer)  # read and validated once
+    config, _ = load_config(explainer)
+    return config_explainer(config, model)
+
+
+def config_explainer(config: ExplainerConfig, model: nn.Module) -> ModelExplainer:
+    """``config``'s explainer on ``model``, whatever its method (LRP, SmoothGrad, ...).
+
+    The zennit attributor is built once for ``model`` and again for each other model it is
+    rebound to (randomisation metrics explain randomised copies), so every re-explanation of a
+    metric uses the config's method, parameters and canonizer (``explain.methods.build_attributor``).
+    """
+    from xaisearch.explain.methods import attribute_with, build_attributor
+
+    own = build_attributor(config, model)
 
     def method(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return attribute(net, composite_from_config(config, net), x, y)
+        return attribute_with(own if net is model else build_attributor(config, net), x, y)
 
     return ModelExplainer(model, method)
 

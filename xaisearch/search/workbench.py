@@ -20,8 +20,7 @@ from torch import nn
 from xaisearch.canonize.registry import canonizer_name_for
 from xaisearch.errors import InputError
 from xaisearch.explain.config import ExplainerConfig
-from xaisearch.explain.methods import attribute, build_composite
-from xaisearch.metrics.base import ModelExplainer
+from xaisearch.metrics.base import ModelExplainer, config_explainer
 from xaisearch.metrics.registry import make_metric
 from xaisearch.metrics.suite import EvalBatch, MetricSuite, WeightedMetric, suite_entries
 from xaisearch.models.ref import ModelRef
@@ -31,9 +30,7 @@ from xaisearch.search.space import SearchSpace
 from xaisearch.spec import DataSpec, StudySpec
 
 
-def evaluation_batches(
-    data: DataSpec, image_size: int, device: torch.device, heldout: bool = False
-) -> list[EvalBatch]:
+def evaluation_batches(data: DataSpec, image_size: int, device: torch.device, heldout: bool = False) -> list[EvalBatch]:
     """The study's search set, or with ``heldout`` its validation set; masks are B×1×H×W.
 
     Shapes: the ``val`` split (disjoint from training data); the validation images come from the
@@ -185,13 +182,9 @@ class Workbench:
         return ["maximize" if by_name[name] == "higher" else "minimize" for name in self.objective_metrics()]
 
     def explainer(self, config: ExplainerConfig) -> ModelExplainer:
-        """``config``'s explainer on this model; randomisation metrics rebind it to randomised copies."""
-        composite = build_composite(config, self.model)
-
-        def method(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return attribute(model, composite if model is self.model else build_composite(config, model), x, y)
-
-        return ModelExplainer(self.model, method)
+        """``config``'s explainer on this model (LRP or a baseline method); randomisation metrics
+        rebind it to randomised copies."""
+        return config_explainer(config, self.model)
 
     def score(
         self, config: ExplainerConfig, on_batch: Callable[[int, dict[str, torch.Tensor]], None] | None = None

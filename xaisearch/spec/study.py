@@ -19,6 +19,7 @@ from xaisearch.canonize.catalog import CANONIZERS
 from xaisearch.data.catalog import DATASETS, DatasetEntry
 from xaisearch.explain.rules import RULES, first_layer_rules, searched_params, unknown_rule
 from xaisearch.metrics.catalog import METRICS, Direction
+from xaisearch.spec import methods
 from xaisearch.spec.samplers import SAMPLERS, SINGLE_OBJECTIVE_ONLY
 
 Normalisation = Literal["none", "seed"]  # see search.normalisation
@@ -195,12 +196,17 @@ class SearchSpaceSpec(_Strict):
     and puts dense layers in ``dense``; a mapping ``{group: [module names or patterns]}`` names
     them instead. ``first_layer`` lists rules for the first layer; ``group`` keeps its group's.
     ``ranges.gamma.zero: true`` offers gamma = 0 (LRP-0) beside the log-scale range [low, high].
+    ``method`` (default ``lrp``) and ``method_params`` search a baseline method instead (``spec.methods``).
     """
 
+    method: methods.MethodName = Field("lrp", exclude_if=lambda method: method == "lrp")
     layer_groups: Literal["depth"] | dict[str, list[str]] = "depth"
-    groups: dict[str, GroupSpace]
+    groups: dict[str, GroupSpace] = Field(default_factory=dict)  # required for LRP (``methods.check_lrp_fields``)
     first_layer: list[FirstLayerChoice] = Field(default_factory=lambda: [cast(FirstLayerChoice, FIRST_LAYER_GROUP)])
     ranges: dict[str, ParamRange] = Field(default_factory=_default_ranges)
+    method_params: dict[str, Any] = Field(default_factory=dict, validate_default=True, exclude_if=lambda p: not p)
+
+    _method_space = field_validator("method_params")(methods.method_space)
 
     @field_validator("ranges")
     @classmethod
@@ -218,6 +224,7 @@ class SearchSpaceSpec(_Strict):
 
     @model_validator(mode="after")
     def _ranges_cover_rules(self) -> SearchSpaceSpec:
+        methods.check_lrp_fields(self)
         used = {rule for group in self.groups.values() for rule in group.rules} | set(self.first_layer)
         for rule in sorted(used & set(RULES)):
             for param in RULES[rule].searched():
@@ -322,6 +329,7 @@ class StudySpec(_Strict):
 
     @model_validator(mode="after")
     def _weights_positive(self) -> StudySpec:
+        methods.baseline_seeds(self)
         if bool(self.metrics) == bool(self.suite):
             raise ValueError("give either 'metrics' (a list with weights) or 'suite' (fast or paper), not both or none")
         if self.metrics and not any(metric.weight > 0 for metric in self.metrics):
