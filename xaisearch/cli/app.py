@@ -185,16 +185,43 @@ def export(
 @app.command()
 def evaluate(
     study_file: Path = typer.Argument(..., help="YAML study file: model, data and metrics"),
-    composite: Path = typer.Option(..., "--composite", help="composite config JSON (xaisearch export)"),
-    compare_canonization: bool = typer.Option(False, "--compare-canonization", help="also score it uncanonized"),
+    composite: list[Path] | None = typer.Option(
+        None, "--composite", help="composite config JSON (xaisearch export); repeat for several"
+    ),
+    compare_canonization: bool = typer.Option(
+        False, "--compare-canonization", help="the paper's table: every method, canonized and not, paired tests"
+    ),
+    methods: str | None = typer.Option(
+        None, "--methods", help="with --compare-canonization: comma-separated rows (default: all; see the table)"
+    ),
+    csv_path: Path | None = typer.Option(None, "--csv", help="with --compare-canonization: also write the table"),
     out: Path | None = typer.Option(None, "--out", help="run directory with the model (default: runs/<name>)"),
+    storage: str | None = typer.Option(None, "--storage", help="the study's storage (default: the run directory's)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of a table"),
 ) -> None:
-    """Metric table (mean ± standard error) of one configuration, canonized vs not."""
-    from xaisearch.cli.evaluate import evaluate_config
+    """Metric table (mean ± standard error) of one configuration; with --compare-canonization, the
+    paper's table: standard composites, the study's best trial and every baseline, canonized and not."""
+    from xaisearch.errors import InputError
     from xaisearch.spec import load_spec
 
-    evaluate_config(load_spec(study_file), composite, out, compare_canonization, as_json)
+    spec = load_spec(study_file)
+    files = list(composite or [])
+    if not compare_canonization:
+        if len(files) != 1 or methods is not None or csv_path is not None:
+            raise InputError(
+                "evaluate: give one --composite (--methods and --csv need --compare-canonization)"
+                if files
+                else "evaluate: give --composite FILE, or --compare-canonization for the table of every method"
+            )
+        from xaisearch.cli.evaluate import evaluate_config
+
+        evaluate_config(spec, files[0], out, as_json)
+        return
+    from xaisearch.cli.compare_canonization import compare_command
+
+    chosen = None if methods is None else [name.strip() for name in methods.split(",") if name.strip()]
+    with resumable():
+        compare_command(spec, files, chosen, out, storage, csv_path, as_json)
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""``xaisearch evaluate``: the metric table of one configuration, canonized and not.
+"""``xaisearch evaluate --composite FILE``: the metric table of one configuration.
 
 Uses the study file's model, evaluation data and metrics (the same workbench as the search), so
 the numbers are the ones a trial with this configuration would record.
@@ -21,9 +21,10 @@ from xaisearch.spec import StudySpec
 
 
 def evaluate_config(
-    spec: StudySpec, composite: Path, out_dir: Path | None, compare_canonization: bool, as_json: bool
+    spec: StudySpec, composite: Path, out_dir: Path | None, as_json: bool
 ) -> dict[str, dict[str, tuple[float, float]]]:
-    """``{arm: {metric: (mean, standard error)}}`` for the config and, optionally, its uncanonized twin."""
+    """``{arm: {metric: (mean, standard error)}}`` for the config (one arm: its canonizer); the
+    table of every method canonized and not is ``compare_canonization``."""
     from xaisearch.cli.run import prepare_workbench
 
     try:
@@ -39,8 +40,6 @@ def evaluate_config(
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         refuse_another_model(composite, [f"layers {missing[:3]}{more}, which the study's model does not have"])
     arms = {f"canonizer {config.canonizer}": config}
-    if compare_canonization:
-        arms["canonizer none"] = config.model_copy(update={"canonizer": "none"})
     try:
         results = {
             arm: {name: summary(values) for name, values in bench.score(arm_config).items()}
@@ -51,7 +50,8 @@ def evaluate_config(
     if as_json:
         print(json.dumps({arm: {m: {"mean": v[0], "sem": v[1]} for m, v in r.items()} for arm, r in results.items()}))
         return results
-    table = Table("metric", "better", *arms, title=f"{composite} on {sum(len(b.x) for b in bench.batches)} images")
+    n_images = sum(len(b.x) for b in bench.batches)
+    table = Table("metric", "better", *arms, title=f"{composite} on the search set ({n_images} images)")
     directions = {entry.metric.name: entry.effective_direction for entry in bench.suite.entries}
     for name in bench.suite.names:
         cells = []
