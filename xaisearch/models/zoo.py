@@ -27,7 +27,7 @@ from xaisearch.models.ref import ModelRef
 from xaisearch.registry import Registry
 
 MODELS: Registry[Callable[[ModelRef], nn.Module]] = Registry("model")
-MINI_MODELS = ("mini_vgg",)
+MINI_MODELS = ("mini_vgg", "mini_resnet", "mini_efficientnet", "mini_densenet")
 RELATION_NETWORKS = ("relation_network", "mini_relation_network")  # VQA: fix a question before model(image)
 
 
@@ -36,6 +36,27 @@ def _mini_vgg(ref: ModelRef) -> nn.Module:
     from xaisearch.models.mini import mini_vgg
 
     return mini_vgg(num_classes=ref.num_classes, image_size=ref.input_shape[-1])
+
+
+@MODELS.register("mini_resnet")
+def _mini_resnet(ref: ModelRef) -> nn.Module:
+    from xaisearch.models.mini_zoo import mini_resnet
+
+    return mini_resnet(num_classes=ref.num_classes)
+
+
+@MODELS.register("mini_efficientnet")
+def _mini_efficientnet(ref: ModelRef) -> nn.Module:
+    from xaisearch.models.mini_zoo import mini_efficientnet
+
+    return mini_efficientnet(num_classes=ref.num_classes)
+
+
+@MODELS.register("mini_densenet")
+def _mini_densenet(ref: ModelRef) -> nn.Module:
+    from xaisearch.models.mini_zoo import mini_densenet
+
+    return mini_densenet(num_classes=ref.num_classes)
 
 
 @MODELS.register("relation_network")
@@ -59,7 +80,7 @@ def torchvision_models() -> list[str]:
 
 
 def available() -> list[str]:
-    """Our own models (mini VGG, Relation Networks) plus every torchvision classification builder;
+    """Our own models (the mini zoo, Relation Networks) plus every torchvision classification builder;
     timm's models (``timm/<name>``, over a thousand) are checked by ``check_model_name`` instead."""
     return MODELS.available() + torchvision_models()
 
