@@ -102,7 +102,7 @@ def test_densenet121_other_variants_keep_the_function_in_float32(name):
 
 
 def test_registry_picks_the_paper_variant_for_torchvision_densenets():
-    assert canonizer_name_for(mini_densenet()) == "densenet.thresh_seq"
+    assert canonizer_name_for(mini_densenet()) == "densenet.thresh_seq.paper"
     assert set(CANONIZERS) == {f"densenet.{v}" for v in ("head_only", "thresh_seq", "seq_thresh", "untangled")}
 
 

@@ -35,7 +35,9 @@ def canonizer_name_for(model: nn.Module) -> str:
     from xaisearch.models.relation_network import RelationNetwork
 
     if isinstance(model, DenseNet):
-        return "densenet.thresh_seq"  # the paper's variant; its border bias maps are visible to LRP rules here
+        # the paper's variant with the authors' rules: on the mini DenseNet it gives better localisation,
+        # complexity and robustness than ours (BENCHMARKS.md, "The canonization table on the mini zoo")
+        return "densenet.thresh_seq.paper"
     if isinstance(model, RelationNetwork):
         return "relation_network"
     if not has_batchnorm:

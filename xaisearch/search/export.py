@@ -123,7 +123,11 @@ def seed_trials(study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
 
 __all__ = [
     "best_seed_name",
-    "best_trial", "config_of", "export_trial", "pick_trial", "refuse_unfit_path",
+    "best_trial",
+    "config_of",
+    "export_trial",
+    "pick_trial",
+    "refuse_unfit_path",
     "search_objective",
     "seed_trials",
 ]
