@@ -125,7 +125,7 @@ def cell(pair: Pair, plain: bool = False) -> str:
         c = bold.format(c)
     else:
         u = bold.format(u)
-    return f"{u} / {c}{'*' if pair.significant else ''}"
+    return f"{u} / {c}{' *' if pair.significant else ''}"
 
 
 def _number(value: float) -> str:
