@@ -36,6 +36,7 @@ MINI_ZOO: dict[str, tuple[type[nn.Module], tuple[type[nn.Module], ...], str, str
 }
 # about 150 steps: fewer leave the ResNet and DenseNet at chance on held-out scenes while they already
 # memorise the training ones (measured: 2 epochs of 512 scenes, ResNet 96 % train, 25 % test)
+Trained = dict[str, tuple[nn.Module, dict]]  # name: (model, training record)
 SMALL_RECIPE = TrainingSpec(n_train=1536, n_test=256, epochs=3, learning_rate=3e-3, min_accuracy=0.0)
 
 
@@ -45,7 +46,7 @@ def build(name: str) -> nn.Module:
 
 
 @pytest.fixture(scope="module")
-def trained() -> dict[str, tuple[nn.Module, dict]]:
+def trained() -> Trained:
     """Each mini model after ``SMALL_RECIPE``, with its training record; trained once for the module."""
     models = {}
     for name in MINI_ZOO:
@@ -55,7 +56,7 @@ def trained() -> dict[str, tuple[nn.Module, dict]]:
 
 
 @pytest.mark.parametrize("name", MINI_ZOO)
-def test_builds_from_the_zoo_classes_with_the_zoo_canonizer(name):
+def test_builds_from_the_zoo_classes_with_the_zoo_canonizer(name: str) -> None:
     zoo_class, blocks, canonizer, _ = MINI_ZOO[name]
     model = build(name)
     assert name in MINI_MODELS
@@ -67,14 +68,16 @@ def test_builds_from_the_zoo_classes_with_the_zoo_canonizer(name):
     assert 10_000 <= sum(p.numel() for p in model.parameters()) <= 400_000
 
 
-def test_the_resnet_keeps_the_zoo_module_names():
-    names = dict(build("mini_resnet").named_children())
-    assert list(names) == ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "fc"]
-    assert [names[f"layer{i}"][0].conv2.out_channels for i in range(1, 5)] == [16, 32, 64, 128]
+def test_the_resnet_keeps_the_zoo_module_names() -> None:
+    model = build("mini_resnet")
+    names = [name for name, _ in model.named_children()]
+    assert names == ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "fc"]
+    widths = [model.get_submodule(f"layer{i}.0.conv2").out_channels for i in range(1, 5)]
+    assert widths == [16, 32, 64, 128]
 
 
 @pytest.mark.parametrize("name", MINI_ZOO)
-def test_the_small_recipe_beats_chance_and_leaves_the_model_in_eval_mode(name, trained):
+def test_the_small_recipe_beats_chance_and_leaves_the_model_in_eval_mode(name: str, trained: Trained) -> None:
     model, record = trained[name]
     assert not model.training
     assert record["test_accuracy"] >= 0.35, record  # chance: 0.25 ± 0.03 on 256 scenes; measured 0.45 to 0.79
@@ -82,7 +85,9 @@ def test_the_small_recipe_beats_chance_and_leaves_the_model_in_eval_mode(name, t
 
 @pytest.mark.parametrize("name", MINI_ZOO)
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
-def test_the_canonizer_keeps_the_trained_function_folds_every_bn_and_conserves(name, dtype, tolerance, trained):
+def test_the_canonizer_keeps_the_trained_function_folds_every_bn_and_conserves(
+    name: str, dtype: torch.dtype, tolerance: float, trained: Trained
+) -> None:
     """On the trained weights and BN statistics (not random ones); float64 also checks Σ R_in / logit
     on a bias-free copy under LRP-ε, batch = one by one, the state after attribution and atomicity."""
     model, _ = trained[name]
@@ -108,13 +113,15 @@ def test_the_canonizer_keeps_the_trained_function_folds_every_bn_and_conserves(n
 
 
 @pytest.mark.parametrize("name", MINI_ZOO)
-def test_the_demo_study_trains_this_model_and_groups_every_layer_once(name):
+def test_the_demo_study_trains_this_model_and_groups_every_layer_once(name: str) -> None:
     _, _, canonizer, study = MINI_ZOO[name]
     spec = load_spec(STUDIES / study)
     assert (spec.model.name, spec.canonizer) == (name, canonizer)
     assert spec.model.weights is None  # trained by xaisearch
     model = build(name)
-    groups = named_groups(model, SHAPE, spec.search_space.layer_groups)
+    patterns = spec.search_space.layer_groups
+    assert isinstance(patterns, dict)  # named stages, not depth thirds
+    groups = named_groups(model, SHAPE, patterns)
     grouped = [layer for layers in groups.values() for layer in layers]
     assert sorted(grouped) == sorted(layer for layer, _ in linear_layers(model, SHAPE))
     assert set(groups) == set(spec.search_space.groups)
