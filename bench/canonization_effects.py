@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 from rich.console import Console
 
 from xaisearch.search.canonization_table import CanonizationTable, compare_canonization
@@ -80,15 +81,9 @@ def table_for(model: str, canonizer: str | None, images: int, run_dir: Path) -> 
     updates = {"n_eval": images, "n_validation": images}
     data = spec.data.model_copy(update=updates)
     spec = spec.model_copy(update={"data": data, "metrics": [], "suite": "paper"})
-    bench = Workbench.prepare(spec, run_dir / model, spec_device())
+    bench = Workbench.prepare(spec, run_dir / model, torch.device("cpu"))
     methods = choose(standard_composites(bench) + baseline_methods(bench), list(PAPER_METHODS))
     return compare_canonization(bench, methods, canonizer or bench.space.canonizer)
-
-
-def spec_device():
-    import torch
-
-    return torch.device("cpu")
 
 
 def directions(table: CanonizationTable, model: str) -> list[dict]:

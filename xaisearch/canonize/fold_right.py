@@ -16,7 +16,7 @@ in Pahde et al.'s code (the ``densenet.<variant>.paper`` canonizers).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -294,11 +294,10 @@ class FoldBatchNormRight(SurgeryStep):
             self._undo.pop()()
 
 
-def _bias_map_conv(conv: nn.modules.conv._ConvNd, weight: torch.Tensor, table: torch.Tensor) -> _BiasMap:
-    """A ``BiasMapConvNd`` with ``conv``'s hyper-parameters and hooks and ``table`` as its ``bias``,
-    built on the meta device so that no weights are allocated or initialised twice."""
-    # the three classes take nn.ConvNd's constructor; _ConvNd's own signature differs
-    make = cast(Callable[..., _BiasMap], BIAS_MAP_TYPES[type(conv)])
+def _conv_like(conv: nn.modules.conv._ConvNd, make: Callable[..., Any], bias: bool, weight: torch.Tensor) -> Any:
+    """A convolution of class ``make`` with ``conv``'s hyper-parameters, mode and user hooks and
+    ``weight``, built on the meta device so that no weights are allocated or initialised twice."""
+    # the classes take nn.ConvNd's constructor; _ConvNd's own signature differs
     new = make(
         conv.in_channels,
         conv.out_channels,
@@ -307,12 +306,11 @@ def _bias_map_conv(conv: nn.modules.conv._ConvNd, weight: torch.Tensor, table: t
         padding=conv.padding,
         dilation=conv.dilation,
         groups=conv.groups,
-        bias=True,
+        bias=bias,
         padding_mode=conv.padding_mode,
         device="meta",
     )
     new.weight = nn.Parameter(weight, requires_grad=conv.weight.requires_grad)
-    new.bias = nn.Parameter(table, requires_grad=conv.weight.requires_grad)
     new.train(conv.training)
     for key, value in vars(conv).items():  # keep user hooks firing while the replacement stands in
         if key.startswith(("_forward_hooks", "_forward_pre_hooks")):
@@ -320,31 +318,20 @@ def _bias_map_conv(conv: nn.modules.conv._ConvNd, weight: torch.Tensor, table: t
     return new
 
 
+def _bias_map_conv(conv: nn.modules.conv._ConvNd, weight: torch.Tensor, table: torch.Tensor) -> _BiasMap:
+    """A ``BiasMapConvNd`` with ``conv``'s hyper-parameters and hooks and ``table`` as its ``bias``."""
+    new = cast(_BiasMap, _conv_like(conv, BIAS_MAP_TYPES[type(conv)], True, weight))
+    new.bias = nn.Parameter(table, requires_grad=conv.weight.requires_grad)
+    return new
+
+
 def _hooked_bias_map_conv(conv: nn.modules.conv._ConvNd, weight: torch.Tensor, table: torch.Tensor) -> _HookedBiasMap:
     """A ``HookedBiasMapConvNd`` with ``conv``'s hyper-parameters, hooks and own bias (a copy), ``weight``,
     and the shift ``table`` as its buffer, added by its own forward hook ahead of every other."""
-    make = cast(Callable[..., _HookedBiasMap], HOOKED_BIAS_MAP_TYPES[type(conv)])
     own_bias = layer_bias(conv)
-    new = make(
-        conv.in_channels,
-        conv.out_channels,
-        conv.kernel_size,
-        stride=conv.stride,
-        padding=conv.padding,
-        dilation=conv.dilation,
-        groups=conv.groups,
-        bias=own_bias is not None,
-        padding_mode=conv.padding_mode,
-        device="meta",
-    )
-    grad = conv.weight.requires_grad
-    new.weight = nn.Parameter(weight, requires_grad=grad)
+    new = cast(_HookedBiasMap, _conv_like(conv, HOOKED_BIAS_MAP_TYPES[type(conv)], own_bias is not None, weight))
     if own_bias is not None:
         new.bias = nn.Parameter(own_bias.detach().clone(), requires_grad=own_bias.requires_grad)
     new.register_buffer("shift_table", table)
-    new.train(conv.training)
-    for key, value in vars(conv).items():  # keep user hooks firing while the replacement stands in
-        if key.startswith(("_forward_hooks", "_forward_pre_hooks")):
-            setattr(new, key, type(value)(value))
     new.register_forward_hook(_add_hooked_shift, prepend=True)
     return new

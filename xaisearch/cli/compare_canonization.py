@@ -16,11 +16,13 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import optuna
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from xaisearch.errors import InputError
+from xaisearch.explain.config import ExplainerConfig
 from xaisearch.files import write_text
 from xaisearch.search.canonization_table import CANONIZED, UNCANONIZED, CanonizationTable, Pair, compare_canonization
 from xaisearch.search.export import refuse_unfit_path
@@ -85,7 +87,9 @@ def compare_command(
     return table
 
 
-def _study_winner(spec: StudySpec, run_dir: Path, storage_url: str | None) -> tuple:
+def _study_winner(
+    spec: StudySpec, run_dir: Path, storage_url: str | None
+) -> tuple[optuna.Study | None, ExplainerConfig | None]:
     """The study (when its storage exists) and its validated winner's config (when validated)."""
     from xaisearch.search.validation import stored_outcome
     from xaisearch.service.studies import default_storage_url, load_existing_study

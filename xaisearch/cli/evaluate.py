@@ -17,6 +17,7 @@ from xaisearch.errors import InputError
 from xaisearch.explain.config import load_config
 from xaisearch.metrics.suite import summary
 from xaisearch.models.ref import ModelRef
+from xaisearch.search.table_methods import refuse_another_model, refuse_missing_layers
 from xaisearch.spec import StudySpec
 
 
@@ -35,10 +36,7 @@ def evaluate_config(
     refuse_another_model(composite, config.model_differences(study_model))  # before a model is trained for it
     console = Console(stderr=as_json)
     bench = prepare_workbench(spec, out_dir or Path("runs") / spec.name, console)
-    missing = config.missing_layers({name for name, _ in bench.model.named_modules()})
-    if missing:
-        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        refuse_another_model(composite, [f"layers {missing[:3]}{more}, which the study's model does not have"])
+    refuse_missing_layers(composite, config.missing_layers({name for name, _ in bench.model.named_modules()}))
     arms = {f"canonizer {config.canonizer}": config}
     try:
         results = {
@@ -61,12 +59,3 @@ def evaluate_config(
         table.add_row(name, directions[name], *cells)
     console.print(table)
     return results
-
-
-def refuse_another_model(composite: Path, differences: list[str]) -> None:
-    """A composite made for another model than the study's: its scores would describe nothing the study has."""
-    if differences:
-        raise InputError(
-            f"--composite {composite}: made for another model: it names {'; '.join(differences)}; "
-            "export a composite from a study of this model, or evaluate it with the study file it came from"
-        )

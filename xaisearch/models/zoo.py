@@ -38,39 +38,24 @@ def _mini_vgg(ref: ModelRef) -> nn.Module:
     return mini_vgg(num_classes=ref.num_classes, image_size=ref.input_shape[-1])
 
 
-@MODELS.register("mini_resnet")
-def _mini_resnet(ref: ModelRef) -> nn.Module:
-    from xaisearch.models.mini_zoo import mini_resnet
+def _classes_only(module: str, builder: str) -> Callable[[ModelRef], nn.Module]:
+    """A registry entry for ``xaisearch.models.<module>.<builder>(num_classes=...)``, imported when
+    first built (the models' modules stay out of a study file's validation)."""
 
-    return mini_resnet(num_classes=ref.num_classes)
+    def build(ref: ModelRef) -> nn.Module:
+        import importlib
 
+        return getattr(importlib.import_module(f"xaisearch.models.{module}"), builder)(num_classes=ref.num_classes)
 
-@MODELS.register("mini_efficientnet")
-def _mini_efficientnet(ref: ModelRef) -> nn.Module:
-    from xaisearch.models.mini_zoo import mini_efficientnet
-
-    return mini_efficientnet(num_classes=ref.num_classes)
+    return build
 
 
-@MODELS.register("mini_densenet")
-def _mini_densenet(ref: ModelRef) -> nn.Module:
-    from xaisearch.models.mini_zoo import mini_densenet
-
-    return mini_densenet(num_classes=ref.num_classes)
-
-
-@MODELS.register("relation_network")
-def _relation_network(ref: ModelRef) -> nn.Module:
-    from xaisearch.models.relation_network import relation_network
-
-    return relation_network(num_classes=ref.num_classes)
-
-
-@MODELS.register("mini_relation_network")
-def _mini_relation_network(ref: ModelRef) -> nn.Module:
-    from xaisearch.models.relation_network import mini_relation_network
-
-    return mini_relation_network(num_classes=ref.num_classes)
+for _module, _builders in (
+    ("mini_zoo", ("mini_resnet", "mini_efficientnet", "mini_densenet")),
+    ("relation_network", RELATION_NETWORKS),
+):
+    for _builder in _builders:
+        MODELS.add(_builder, _classes_only(_module, _builder))
 
 
 def torchvision_models() -> list[str]:

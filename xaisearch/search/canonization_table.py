@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from xaisearch.explain.baselines import METHODS
 from xaisearch.explain.config import ExplainerConfig
 from xaisearch.metrics.suite import summary
 from xaisearch.search.significance import paired_test
@@ -52,8 +53,6 @@ class Method:
     @property
     def invariant(self) -> bool:
         """No rules (nor modified backward passes): canonization cannot change its maps."""
-        from xaisearch.explain.baselines import METHODS
-
         return METHODS[self.config.method].composite == "none"
 
 
@@ -216,21 +215,14 @@ def _rank(rows: list[Row], metrics: list[str], directions: Mapping[str, str]) ->
     """Each row's mean rank per arm: per metric, all cells ranked together (1 = best, ties averaged)."""
     from scipy.stats import rankdata
 
-    cells = [(row, arm) for row in rows for arm in (UNCANONIZED, CANONIZED)]
-    totals = {id(row): {UNCANONIZED: 0.0, CANONIZED: 0.0} for row in rows}
-    counted = {id(row): {UNCANONIZED: 0, CANONIZED: 0} for row in rows}
+    arms = (UNCANONIZED, CANONIZED)
+    ranks: dict[tuple[int, str], list[float]] = {(index, arm): [] for index in range(len(rows)) for arm in arms}
     for metric in metrics:
         sign = -1.0 if directions[metric] == "higher" else 1.0  # rank 1 = best
-        values = [getattr(row.pairs[metric], arm)[0] for row, arm in cells]
-        finite = [(cell, sign * v) for cell, v in zip(cells, values) if math.isfinite(v)]
-        if not finite:
-            continue
-        ranks = rankdata([v for _, v in finite], method="average")
-        for ((row, arm), _), rank in zip(finite, ranks):
-            totals[id(row)][arm] += float(rank)
-            counted[id(row)][arm] += 1
-    for row in rows:
-        row.mean_rank = {
-            arm: totals[id(row)][arm] / counted[id(row)][arm] if counted[id(row)][arm] else math.nan
-            for arm in (UNCANONIZED, CANONIZED)
-        }
+        cells = [(index, arm) for index in range(len(rows)) for arm in arms]
+        values = {cell: sign * getattr(rows[cell[0]].pairs[metric], cell[1])[0] for cell in cells}
+        finite = [cell for cell in cells if math.isfinite(values[cell])]
+        for cell, rank in zip(finite, rankdata([values[cell] for cell in finite], method="average")):
+            ranks[cell].append(float(rank))
+    for index, row in enumerate(rows):
+        row.mean_rank = {arm: float(np.mean(ranks[index, arm])) if ranks[index, arm] else math.nan for arm in arms}

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from xaisearch.metrics.base import ModelExplainer, config_explainer
+from xaisearch.metrics.base import ModelExplainer
 from xaisearch.metrics.suite import summary
 from xaisearch.search.trial_attributes import (
     CONFIG_ATTR,
@@ -151,7 +151,7 @@ class Objective:
         trial.set_user_attr(CONFIG_ATTR, config.model_dump(mode="json"))
         check = AttributionCheck()
         # the config's own method (LRP or a baseline), for the scored maps and every re-explanation
-        explain = check.watch(config_explainer(config, self.bench.model))
+        explain = check.watch(self.bench.explainer(config))
         scores = self.bench.suite.score(self.bench.model, self.bench.batches, explain, self._reporter(trial))
         means: dict[str, float] = {}
         for name, values in scores.items():

@@ -75,17 +75,25 @@ def composite_files(paths: Sequence[Path], bench: Workbench) -> list[Method]:
             config, _ = load_config(path)
         except InputError as error:
             raise InputError(f"--composite {error}") from None
-        differences = config.model_differences(bench.model_ref)
-        missing = config.missing_layers(names)
-        if missing:
-            differences.append(f"layers {missing[:3]}, which the study's model does not have")
-        if differences:
-            raise InputError(
-                f"--composite {path}: made for another model: it names {'; '.join(differences)}; "
-                "export a composite from a study of this model"
-            )
+        refuse_another_model(path, config.model_differences(bench.model_ref))
+        refuse_missing_layers(path, config.missing_layers(names))
         methods.append(Method(path.stem, "composite file", config))
     return methods
+
+
+def refuse_another_model(composite: Path, differences: list[str]) -> None:
+    """A composite made for another model than the study's: its scores would describe nothing the study has."""
+    if differences:
+        raise InputError(
+            f"--composite {composite}: made for another model: it names {'; '.join(differences)}; "
+            "export a composite from a study of this model, or evaluate it with the study file it came from"
+        )
+
+
+def refuse_missing_layers(composite: Path, missing: list[str]) -> None:
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        refuse_another_model(composite, [f"layers {missing[:3]}{more}, which the study's model does not have"])
 
 
 def choose(methods: Sequence[Method], names: Sequence[str] | None, option: str = "--methods") -> list[Method]:
