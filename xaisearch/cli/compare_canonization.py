@@ -156,7 +156,8 @@ def legend(table: CanonizationTable) -> str:
         f"*: the difference is significant (p < {table.alpha}, {test}, paired over images); "
         "'=': equal (on every image, or to float precision for a method without rules, which canonization "
         "cannot change); "
-        "mean rank: over all metrics, every cell ranked together (1 = best)."
+        "mean rank: over all metrics, every cell ranked together (1 = best). Standard errors, p-values and "
+        "effects per pair: --csv or --json."
     )
 
 
