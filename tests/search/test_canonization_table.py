@@ -150,5 +150,8 @@ def test_unknown_method_and_unfit_csv_are_one_line_errors(trained_study, tmp_pat
     assert main([*args, "--csv", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--csv" in err
+    fresh = ["evaluate", str(study_file), "--compare-canonization", "--out", str(tmp_path / "fresh")]
+    assert main([*fresh, "--methods", "gradiant"]) == 2  # refused before a model is trained for it
+    assert "did you mean 'gradient'?" in capsys.readouterr().err and not (tmp_path / "fresh").exists()
     assert main(["evaluate", str(study_file), "--csv", str(tmp_path / "x.csv")]) == 2
     assert "--compare-canonization" in capsys.readouterr().err

@@ -24,18 +24,22 @@ from rich.table import Table
 from xaisearch.errors import InputError
 from xaisearch.explain.config import ExplainerConfig
 from xaisearch.files import write_text
+from xaisearch.models.ref import ModelRef
 from xaisearch.search.canonization_table import CANONIZED, UNCANONIZED, CanonizationTable, Pair, compare_canonization
 from xaisearch.search.export import refuse_unfit_path
 from xaisearch.search.table_methods import (
     baseline_methods,
     best_trial_method,
+    check_method_names,
     choose,
     composite_files,
+    refuse_missing_layers,
     standard_composites,
 )
 from xaisearch.spec import StudySpec
 
 DIRECTION_MARK = {"higher": "↑", "lower": "↓"}
+NO_CANONIZER = "canonizer: the study's canonizer is 'none'; name one (e.g. canonizer: vgg) to compare with"
 
 
 def compare_command(
@@ -50,17 +54,26 @@ def compare_command(
     """Build the rows, score them both ways on the study's search set, print and write the table."""
     from xaisearch.cli.run import prepare_workbench
 
+    # every mistake of the command line before a model is loaded or trained (minutes)
     if csv_path is not None:
-        refuse_unfit_path(csv_path, "--csv")  # before minutes of scoring
+        refuse_unfit_path(csv_path, "--csv")
+    if methods is not None:
+        check_method_names(methods)
+    if spec.canonizer == "none":
+        raise InputError(NO_CANONIZER)
+    ref = ModelRef(name=spec.model.name, num_classes=spec.model.num_classes, input_shape=spec.model.input_shape)
+    files = composite_files(composites, ref)
     console = Console(stderr=as_json, width=None if Console().is_terminal else 200)
     run_dir = out_dir or Path("runs") / spec.name
     bench = prepare_workbench(spec, run_dir, console)
     canonizer = bench.space.canonizer
     if canonizer == "none":
-        raise InputError("canonizer: the study's canonizer is 'none'; name one (e.g. canonizer: vgg) to compare with")
+        raise InputError(NO_CANONIZER)
+    layers = {name for name, _ in bench.model.named_modules()}
+    for path, method in zip(composites, files):
+        refuse_missing_layers(path, method.config.missing_layers(layers))
     available = standard_composites(bench) + best_trial_method(*_study_winner(spec, run_dir, storage_url))
     available += baseline_methods(bench)
-    files = composite_files(composites, bench)
     if methods is None and files:
         rows = files  # asked for files only
     else:

@@ -3,6 +3,7 @@ baseline methods and composite files, each as an ``ExplainerConfig`` for the stu
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from xaisearch.errors import InputError
 from xaisearch.explain.baselines import LRP, METHODS
 from xaisearch.explain.config import ExplainerConfig, FirstLayerRule, GroupRule, load_config
 from xaisearch.explain.groups import depth_groups, linear_layers
+from xaisearch.models.ref import ModelRef
 from xaisearch.search.canonization_table import Method
 from xaisearch.search.export import best_trial, config_of
 from xaisearch.search.space import STANDARD_COMPOSITES
@@ -66,17 +68,16 @@ def best_trial_method(study: optuna.Study | None, held_out: ExplainerConfig | No
     return [Method(BEST_TRIAL, f"trial {trial.number} (best on the search set)", config_of(trial, study))]
 
 
-def composite_files(paths: Sequence[Path], bench: Workbench) -> list[Method]:
-    """Exported configs; each must be made for the study's model."""
+def composite_files(paths: Sequence[Path], model: ModelRef) -> list[Method]:
+    """Exported configs, each made for ``model`` (read before any model is loaded or trained; the
+    layers are checked against the built model by ``refuse_missing_layers``)."""
     methods = []
-    names = {name for name, _ in bench.model.named_modules()}
     for path in paths:
         try:
             config, _ = load_config(path)
         except InputError as error:
             raise InputError(f"--composite {error}") from None
-        refuse_another_model(path, config.model_differences(bench.model_ref))
-        refuse_missing_layers(path, config.missing_layers(names))
+        refuse_another_model(path, config.model_differences(model))
         methods.append(Method(path.stem, "composite file", config))
     return methods
 
@@ -96,12 +97,28 @@ def refuse_missing_layers(composite: Path, missing: list[str]) -> None:
         refuse_another_model(composite, [f"layers {missing[:3]}{more}, which the study's model does not have"])
 
 
+def method_names() -> list[str]:
+    """Every row ``--methods`` may name: the standard composites, the study's winner, the baselines."""
+    return [*STANDARD_COMPOSITES, BEST_TRIAL, *(name for name in METHODS if name != LRP)]
+
+
+def check_method_names(names: Sequence[str], option: str = "--methods") -> None:
+    """An unknown row name is one line, with the closest known one, before anything is loaded."""
+    known = method_names()
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise InputError(f"{option}: unknown method {name!r}; {hint}choose from {', '.join(known)}")
+
+
 def choose(methods: Sequence[Method], names: Sequence[str] | None, option: str = "--methods") -> list[Method]:
     """The methods ``names`` asks for, in that order (all when ``None``); an unknown name is one line."""
     if names is None:
         return list(methods)
+    check_method_names(names, option)
     by_name = {method.name: method for method in methods}
-    unknown = [name for name in names if name not in by_name]
-    if unknown:
-        raise InputError(f"{option}: unknown method {unknown[0]!r}; choose from {', '.join(by_name)}")
+    missing = [name for name in names if name not in by_name]
+    if missing:  # a known name without its row: the study has no completed trial yet
+        raise InputError(f"{option}: {missing[0]!r} needs a study with completed trials; run the study first")
     return [by_name[name] for name in dict.fromkeys(names)]
